@@ -1,0 +1,99 @@
+//! `oxkitd`'s settings: defaults, then the TOML file, then command-line flags, then `validate()`.
+
+use std::path::{Path, PathBuf};
+
+use oxkit_snapshotter::Mode;
+use serde::Deserialize;
+
+use super::DaemonError;
+
+/// The daemon's configuration file (see the commented example in the README).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where oxkit keeps its state: snapshot layers (`snapshots/`) and their metadata.
+    pub root: PathBuf,
+    /// Log filter, as `RUST_LOG` takes it: `info`, `debug`, `oxkit_snapshotter=trace`.
+    pub log_level: String,
+    /// The snapshotter containerd loads as proxy plugin `oxkit`.
+    pub snapshotter: SnapshotterConfig,
+}
+
+/// Settings of the snapshotter service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotterConfig {
+    /// The unix socket containerd's `[proxy_plugins.oxkit]` address points at.
+    pub address: PathBuf,
+    /// `overlay` (default) or `native` (copies; for filesystems without overlayfs).
+    pub mode: Mode,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { root: "/var/lib/oxkit".into(), log_level: "info".into(), snapshotter: SnapshotterConfig::default() }
+    }
+}
+
+impl Default for SnapshotterConfig {
+    fn default() -> Self {
+        SnapshotterConfig { address: "/run/oxkit/snapshotter.sock".into(), mode: Mode::Overlay }
+    }
+}
+
+impl Config {
+    /// Defaults overlaid with the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, DaemonError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| DaemonError::ReadConfig { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|source| DaemonError::ParseConfig { path: path.to_path_buf(), source })
+    }
+
+    /// Defaults overlaid with TOML text.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks settings that no type can: paths must be absolute.
+    pub fn validate(&self) -> Result<(), DaemonError> {
+        for (key, value) in [("root", &self.root), ("snapshotter.address", &self.snapshotter.address)] {
+            if !value.is_absolute() {
+                return Err(DaemonError::RelativePath { key, value: value.clone() });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let c = Config::parse("root = \"/srv/ox\"\n[snapshotter]\nmode = \"native\"\n").unwrap();
+        assert_eq!(c.root, PathBuf::from("/srv/ox"));
+        assert_eq!(c.snapshotter.mode, Mode::Native);
+        assert_eq!(c.snapshotter.address, SnapshotterConfig::default().address);
+    }
+
+    #[test]
+    fn unknown_keys_and_modes_are_rejected() {
+        let err = Config::parse("roots = \"/x\"").unwrap_err().to_string();
+        assert!(err.contains("roots"), "{err}");
+        let err = Config::parse("[snapshotter]\nmode = \"zfs\"").unwrap_err().to_string();
+        assert!(err.contains("zfs"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_fail_validation() {
+        let mut c = Config::default();
+        c.root = "relative".into();
+        assert!(matches!(c.validate(), Err(DaemonError::RelativePath { key: "root", .. })));
+    }
+}
