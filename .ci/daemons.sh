@@ -1,0 +1,47 @@
+# Shell helpers (sourced, not run) that start oxkitd and a containerd loading it, both private
+# to one temp directory, and tear them down on exit. Used by .ci/demo and bench/*.sh; the Rust
+# integration tests have their own fixture (integration/src/fixture.rs).
+#
+#   source .ci/daemons.sh
+#   start_daemons "$BIN_DIR"     # sets WORK, ADDR (containerd socket); ctr_ wraps ctr
+
+start_daemons() {
+  local bin=$1 repo
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  WORK=$(mktemp -d /tmp/oxkit.XXXXXX)
+  trap stop_daemons EXIT
+  sed -e "s#/var/lib/containerd#$WORK/containerd/root#g" \
+      -e "s#/run/containerd#$WORK/containerd/state#g" \
+      -e "s#/run/oxkit/snapshotter.sock#$WORK/oxkit.sock#g" "$repo/containerd-config.toml" > "$WORK/config.toml"
+  ADDR=$WORK/containerd/state/containerd.sock
+  # oxkitd first: containerd's first calls to a proxy socket that is not there yet fail.
+  "$bin/oxkitd" --root "$WORK/oxkit" --snapshotter-address "$WORK/oxkit.sock" --log-level warn 2>"$WORK/oxkitd.log" &
+  OXKITD_PID=$!
+  wait_for "oxkitd" "[ -S '$WORK/oxkit.sock' ]" "$WORK/oxkitd.log"
+  containerd --config "$WORK/config.toml" --log-level warn 2>"$WORK/containerd.log" &
+  CTRD_PID=$!
+  wait_for "containerd" "ctr --address '$ADDR' version" "$WORK/containerd.log"
+}
+
+wait_for() {
+  local what=$1 check=$2 log=$3
+  for _ in $(seq 200); do
+    if eval "$check" >/dev/null 2>&1; then return 0; fi
+    sleep 0.05
+  done
+  echo "$what did not come up within 10 s; its log:" >&2
+  cat "$log" >&2
+  return 1
+}
+
+ctr_() { ctr --address "$ADDR" "$@"; }
+
+stop_daemons() {
+  set +e
+  [ -n "${CTRD_PID:-}" ] && kill "$CTRD_PID" 2>/dev/null && wait "$CTRD_PID" 2>/dev/null
+  [ -n "${OXKITD_PID:-}" ] && kill "$OXKITD_PID" 2>/dev/null && wait "$OXKITD_PID" 2>/dev/null
+  # Shims outlive containerd; stop those of our state dir, then unmount what they left.
+  pkill -f -- "-address $WORK/" 2>/dev/null
+  grep " $WORK" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
+  rm -rf "$WORK"
+}
