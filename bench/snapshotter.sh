@@ -10,15 +10,18 @@
 #           (through containerd's Snapshots API, i.e. the metadata layer plus the snapshotter)
 #   import  `ctr images import` of an image with IMPORT_LAYERS layers x IMPORT_FILES files
 #   run     `ctr run --rm IMAGE true` start-to-exit time
+# PHASES="chain import run" picks phases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LAYERS=${LAYERS:-100}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-6}
 IMPORT_LAYERS=${IMPORT_LAYERS:-10}
 IMPORT_FILES=${IMPORT_FILES:-2000}
 IMPORT_FILE_SIZE=${IMPORT_FILE_SIZE:-1024}
 RUNS=${RUNS:-10}
+PHASES=${PHASES:-chain import run}
+want() { [[ " $PHASES " == *" $1 "* ]]; }
 
 [ "$(id -u)" = 0 ] || { echo "bench/snapshotter.sh: must run as root" >&2; exit 1; }
 for tool in containerd ctr runc; do
@@ -39,7 +42,7 @@ declare -A RESULT
 report() { RESULT["$1/$2"]=$3; }
 
 # --- chain ---------------------------------------------------------------------------------
-for sn in overlayfs oxkit; do
+want chain && for sn in overlayfs oxkit; do
   while read -r line; do
     phase=$(sed -E 's/.*"phase":"([^"]+)".*/\1/' <<<"$line")
     v=$(sed -E 's/.*"median_ms":([0-9.]+).*/\1/' <<<"$line")
@@ -51,39 +54,48 @@ done
 "$BIN/oxkit-mkimage" --out "$WORK/many.tar" --name docker.io/library/many:bench \
   --layers "$IMPORT_LAYERS" --files-per-layer "$IMPORT_FILES" --file-size "$IMPORT_FILE_SIZE" >/dev/null
 "$BIN/oxkit-mkimage" --out "$WORK/busybox.tar" --name docker.io/library/busybox:bench >/dev/null
-for sn in overlayfs oxkit; do
-  ns=import-$sn
-  times=()
-  for _ in $(seq "$ROUNDS"); do
+# Rounds alternate which snapshotter goes first, and each import starts after `sync`, so neither
+# pays for the other's write-back.
+declare -A IMPORT_TIMES
+want import && for r in $(seq "$ROUNDS"); do
+  order="overlayfs oxkit"; [ $((r % 2)) = 0 ] && order="oxkit overlayfs"
+  for sn in $order; do
     sync
     t0=$(now)
-    ctr_ -n "$ns" images import --snapshotter "$sn" "$WORK/many.tar" >/dev/null
+    ctr_ -n "import-$sn" images import --snapshotter "$sn" "$WORK/many.tar" >/dev/null
     t1=$(now)
-    times+=($((t1 - t0)))
-    ctr_ -n "$ns" images rm --sync docker.io/library/many:bench >/dev/null
+    IMPORT_TIMES[$sn]+="$((t1 - t0)) "
+    ctr_ -n "import-$sn" images rm --sync docker.io/library/many:bench >/dev/null
   done
-  report import "$sn" "$(ms "$(printf '%s\n' "${times[@]}" | median)")"
+done
+want import && for sn in overlayfs oxkit; do
+  report import "$sn" "$(ms "$(tr ' ' '\n' <<<"${IMPORT_TIMES[$sn]}" | grep . | median)")"
 done
 
 # --- run -----------------------------------------------------------------------------------
-for sn in overlayfs oxkit; do
-  ns=run-$sn
-  ctr_ -n "$ns" images import --snapshotter "$sn" "$WORK/busybox.tar" >/dev/null
-  ctr_ -n "$ns" run --rm --snapshotter "$sn" docker.io/library/busybox:bench warm true
-  times=()
-  for i in $(seq "$RUNS"); do
+declare -A RUN_TIMES
+want run && for sn in overlayfs oxkit; do
+  ctr_ -n "run-$sn" images import --snapshotter "$sn" "$WORK/busybox.tar" >/dev/null
+  ctr_ -n "run-$sn" run --rm --snapshotter "$sn" docker.io/library/busybox:bench warm true
+done
+want run && for i in $(seq "$RUNS"); do
+  order="overlayfs oxkit"; [ $((i % 2)) = 0 ] && order="oxkit overlayfs"
+  for sn in $order; do
     t0=$(now)
-    ctr_ -n "$ns" run --rm --snapshotter "$sn" docker.io/library/busybox:bench "r$i" true
+    ctr_ -n "run-$sn" run --rm --snapshotter "$sn" docker.io/library/busybox:bench "r$i" true
     t1=$(now)
-    times+=($((t1 - t0)))
+    RUN_TIMES[$sn]+="$((t1 - t0)) "
   done
-  report run "$sn" "$(ms "$(printf '%s\n' "${times[@]}" | median)")"
+done
+want run && for sn in overlayfs oxkit; do
+  report run "$sn" "$(ms "$(tr ' ' '\n' <<<"${RUN_TIMES[$sn]}" | grep . | median)")"
 done
 
 echo
 echo "snapshotter benchmark: median ms (chain: $LAYERS layers x $ROUNDS rounds; import: $IMPORT_LAYERS x $IMPORT_FILES files; run: $RUNS runs)"
 printf '%-30s %12s %12s %14s\n' phase overlayfs oxkit oxkit/overlayfs
 for phase in prepare_mounts_commit_chain stat_each remove_chain import run; do
-  a=${RESULT[$phase/overlayfs]}; b=${RESULT[$phase/oxkit]}
+  a=${RESULT[$phase/overlayfs]:-}; b=${RESULT[$phase/oxkit]:-}
+  [ -n "$a" ] || continue
   printf '%-30s %12s %12s %14s\n' "$phase" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", b/a}')"
 done

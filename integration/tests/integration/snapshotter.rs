@@ -29,6 +29,13 @@ fn assert_runs(fx: &Fixture, image: &str) -> TestResult {
     Ok(())
 }
 
+/// `ctr snapshots info` reaches oxkitd's Stat: it must still know the image's layer.
+fn assert_layer_known(fx: &Fixture, image: &BuiltImage, when: &str) -> TestResult {
+    let info = fx.ctr(["snapshots", "--snapshotter", SNAPSHOTTER, "info", &image.chain_ids[0]])?;
+    assert!(info.contains("Committed"), "`ctr snapshots info` {when}:\n{info}");
+    Ok(())
+}
+
 #[test]
 fn busybox_imports_into_oxkit_and_runs() -> TestResult {
     let Some(fx) = Fixture::start()? else {
@@ -134,18 +141,7 @@ fn snapshots_survive_an_oxkitd_restart() -> TestResult {
             dir.display()
         );
     }
-    // Stat reaches oxkitd: it must still know the layer.
-    let info = fx.ctr([
-        "snapshots",
-        "--snapshotter",
-        SNAPSHOTTER,
-        "info",
-        &image.chain_ids[0],
-    ])?;
-    assert!(
-        info.contains("Committed"),
-        "`ctr snapshots info` after restarting oxkitd:\n{info}"
-    );
+    assert_layer_known(&fx, &image, "after restarting oxkitd")?;
     assert_runs(&fx, BUSYBOX)?;
 
     // And once more, with a container's snapshot prepared and removed in between.
@@ -176,17 +172,7 @@ fn snapshots_survive_a_containerd_restart() -> TestResult {
         dirs_before,
         "snapshot dirs after restarting containerd"
     );
-    let info = fx.ctr([
-        "snapshots",
-        "--snapshotter",
-        SNAPSHOTTER,
-        "info",
-        &image.chain_ids[0],
-    ])?;
-    assert!(
-        info.contains("Committed"),
-        "`ctr snapshots info` after restarting containerd:\n{info}"
-    );
+    assert_layer_known(&fx, &image, "after restarting containerd")?;
     assert_runs(&fx, BUSYBOX)
 }
 
