@@ -592,7 +592,7 @@ fn stopped_by_sigterm(name: &'static str, daemon: Daemon) -> Result<ExitStatus, 
 
 /// Finds the oxkitd binary: `$OXKITD_BIN`, else next to the profile dir the test binary was built in
 /// (`target/<profile>/deps/<test>` → `target/<profile>/oxkitd`), else `<workspace>/target/debug/oxkitd`.
-fn locate_oxkitd() -> Result<PathBuf, FixtureError> {
+pub fn locate_oxkitd() -> Result<PathBuf, FixtureError> {
     if let Some(path) = env::var_os("OXKITD_BIN").map(PathBuf::from) {
         return if path.is_file() {
             Ok(path)

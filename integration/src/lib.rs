@@ -14,7 +14,7 @@ mod wait;
 
 pub use config::{render_containerd_config, RenderedPaths};
 pub use error::{FixtureError, ImageError};
-pub use fixture::{Fixture, Snapshot, NAMESPACE, SNAPSHOTTER};
+pub use fixture::{locate_oxkitd, Fixture, Snapshot, NAMESPACE, SNAPSHOTTER};
 pub use image::{busybox_image, busybox_layer, BuiltImage, Layer, OciImageBuilder};
 pub use prereq::{missing_prerequisites, Prerequisite};
 pub use wait::eventually;

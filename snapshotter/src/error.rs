@@ -80,6 +80,12 @@ pub enum SnapshotError {
         /// The mode requested.
         wanted: String,
     },
+    /// Another process (another oxkitd) has the metadata database open.
+    #[error("{path} is in use by another process; is another oxkitd running with the same root?")]
+    RootInUse {
+        /// The metadata database.
+        path: PathBuf,
+    },
     /// The metadata store failed.
     #[error("metadata store: {op} failed: {source}")]
     Store {

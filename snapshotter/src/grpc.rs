@@ -29,7 +29,7 @@ impl From<SnapshotError> for Status {
             ParentNotCommitted { .. } | EmptyKey { .. } | ImmutableField { .. } | InvalidFilter { .. } => {
                 Status::invalid_argument(msg)
             }
-            ModeMismatch { .. } => Status::failed_precondition(msg),
+            ModeMismatch { .. } | RootInUse { .. } => Status::failed_precondition(msg),
             CorruptRecord { .. } => Status::data_loss(msg),
             Store { .. } | Io { .. } => Status::internal(msg),
         }

@@ -92,7 +92,12 @@ fn encode(rec: &Record) -> Vec<u8> {
 impl MetaStore {
     /// Opens (or creates) the database and its tables.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path).store("open database")?;
+        let db = match Database::create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(SnapshotError::RootInUse { path: path.to_path_buf() })
+            }
+            other => other.store("open database")?,
+        };
         let txn = db.begin_write().store("begin transaction")?;
         {
             txn.open_table(SNAPSHOTS).store("open table")?;

@@ -4,5 +4,6 @@
 //!
 //! Run with `cargo build --bin oxkitd && cargo test -p oxkit-integration -- --test-threads=2`.
 
+mod daemon;
 mod fixture;
 mod snapshotter;

@@ -24,13 +24,21 @@ pub async fn serve_snapshotter(
     address: &Path,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
-    let root_owned = root.to_path_buf();
-    let sn = tokio::task::spawn_blocking(move || Snapshotter::open(root_owned, mode))
-        .await
-        .map_err(|e| DaemonError::Task(e.to_string()))??;
-    let sn = Arc::new(sn);
+    // The socket first: a daemon already serving there is the likelier mistake, and says so.
     let listener = oxkit_snapshotter::socket::bind(address)
         .map_err(|source| DaemonError::Listen { address: address.to_path_buf(), source })?;
+    let root_owned = root.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || Snapshotter::open(root_owned, mode))
+        .await
+        .map_err(|e| DaemonError::Task(e.to_string()))
+        .and_then(|r| r.map_err(DaemonError::from));
+    let sn = match opened {
+        Ok(sn) => Arc::new(sn),
+        Err(e) => {
+            let _ = std::fs::remove_file(address);
+            return Err(e);
+        }
+    };
     tracing::info!(root = %root.display(), mode = mode.as_str(), address = %address.display(), "serving snapshotter");
     let served = tonic::transport::Server::builder()
         .add_service(SnapshotService::new(sn).into_server())
