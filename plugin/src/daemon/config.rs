@@ -75,6 +75,12 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_the_defaults() {
+        let example = include_str!("../../../cmd/oxkitd.toml");
+        assert_eq!(Config::parse(example).unwrap(), Config::default());
+    }
+
+    #[test]
     fn file_overrides_defaults() {
         let c = Config::parse("root = \"/srv/ox\"\n[snapshotter]\nmode = \"native\"\n").unwrap();
         assert_eq!(c.root, PathBuf::from("/srv/ox"));
