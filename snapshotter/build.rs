@@ -7,7 +7,8 @@ use std::process::Command;
 
 fn main() {
     let vendor = containerd_client_vendor_dir();
-    let proto = vendor.join("github.com/containerd/containerd/api/services/snapshots/v1/snapshots.proto");
+    let proto =
+        vendor.join("github.com/containerd/containerd/api/services/snapshots/v1/snapshots.proto");
     println!("cargo:rerun-if-changed=build.rs");
 
     tonic_prost_build::configure()
@@ -27,7 +28,15 @@ fn containerd_client_vendor_dir() -> PathBuf {
     // need them.
     let target = std::env::var("TARGET").expect("cargo sets TARGET for build scripts");
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &target, "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+            &target,
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .output()
         .expect("failed to run cargo metadata");
@@ -36,7 +45,8 @@ fn containerd_client_vendor_dir() -> PathBuf {
         "cargo metadata failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata output");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("cargo metadata output");
     let pkg = meta["packages"]
         .as_array()
         .and_then(|pkgs| pkgs.iter().find(|p| p["name"] == "containerd-client"))

@@ -25,7 +25,9 @@ pub enum SnapshotError {
         key: String,
     },
     /// Only committed snapshots can be parents.
-    #[error("parent {parent:?} is not a committed snapshot; commit it before preparing on top of it")]
+    #[error(
+        "parent {parent:?} is not a committed snapshot; commit it before preparing on top of it"
+    )]
     ParentNotCommitted {
         /// The parent key.
         parent: String,
@@ -91,9 +93,9 @@ pub enum SnapshotError {
     Store {
         /// What was being done.
         op: &'static str,
-        /// The store's error.
+        /// The store's error (boxed: redb's error is large, and this enum is on every path).
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     /// A metadata record does not decode.
     #[error("metadata record of snapshot {key:?} is corrupt: {source}")]
@@ -122,10 +124,16 @@ pub type Result<T, E = SnapshotError> = std::result::Result<T, E>;
 
 impl SnapshotError {
     pub(crate) fn store(op: &'static str) -> impl FnOnce(redb::Error) -> Self {
-        move |source| SnapshotError::Store { op, source }
+        move |source| SnapshotError::Store {
+            op,
+            source: Box::new(source),
+        }
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| SnapshotError::Io { op, path, source }
     }

@@ -38,9 +38,13 @@ impl Filter {
                 // containerd: an empty filter matches all.
                 return Ok(Filter::default());
             }
-            let all = Parser::new(f)
-                .selectors()
-                .map_err(|reason| SnapshotError::InvalidFilter { filter: f.clone(), reason })?;
+            let all =
+                Parser::new(f)
+                    .selectors()
+                    .map_err(|reason| SnapshotError::InvalidFilter {
+                        filter: f.clone(),
+                        reason,
+                    })?;
             any.push(all);
         }
         Ok(Filter { any })
@@ -98,7 +102,12 @@ impl<'a> Parser<'a> {
                     self.pos += 1;
                     out.push(self.selector()?);
                 }
-                Some(c) => return Err(format!("unexpected {c:?} at offset {}; expected ',' or end", self.pos)),
+                Some(c) => {
+                    return Err(format!(
+                        "unexpected {c:?} at offset {}; expected ',' or end",
+                        self.pos
+                    ))
+                }
             }
         }
     }
@@ -106,7 +115,12 @@ impl<'a> Parser<'a> {
     fn selector(&mut self) -> Result<Selector, String> {
         let path = self.fieldpath()?;
         let op = match self.peek() {
-            None | Some(',') => return Ok(Selector { path, op: Op::Present }),
+            None | Some(',') => {
+                return Ok(Selector {
+                    path,
+                    op: Op::Present,
+                })
+            }
             Some(_) => self.operator()?,
         };
         let allow_alt = op == "~=";
@@ -114,7 +128,9 @@ impl<'a> Parser<'a> {
         let op = match op {
             "==" => Op::Equal(value),
             "!=" => Op::NotEqual(value),
-            _ => Op::Matches(Regex::new(&value).map_err(|e| format!("bad regular expression {value:?}: {e}"))?),
+            _ => Op::Matches(
+                Regex::new(&value).map_err(|e| format!("bad regular expression {value:?}: {e}"))?,
+            ),
         };
         Ok(Selector { path, op })
     }
@@ -140,7 +156,10 @@ impl<'a> Parser<'a> {
                 self.pos += len;
                 Ok(f)
             }
-            Some(c) => Err(format!("expected field name at offset {}, found {c:?}", self.pos)),
+            Some(c) => Err(format!(
+                "expected field name at offset {}, found {c:?}",
+                self.pos
+            )),
             None => Err("expected field name, found end of filter".into()),
         }
     }
@@ -152,7 +171,10 @@ impl<'a> Parser<'a> {
                 return Ok(op);
             }
         }
-        Err(format!("expected operator (==, !=, ~=) at offset {}", self.pos))
+        Err(format!(
+            "expected operator (==, !=, ~=) at offset {}",
+            self.pos
+        ))
     }
 
     fn value(&mut self, allow_alt_quotes: bool) -> Result<String, String> {
@@ -205,7 +227,9 @@ impl<'a> Parser<'a> {
                 c => out.push(c),
             }
         }
-        Err(format!("unterminated quoted string starting at offset {start}"))
+        Err(format!(
+            "unterminated quoted string starting at offset {start}"
+        ))
     }
 }
 
@@ -215,7 +239,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn obj(pairs: &[(&str, &str)]) -> impl Fn(&[String]) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |path: &[String]| m.get(&path.join(".")).cloned()
     }
 
@@ -225,7 +252,13 @@ mod tests {
 
     #[test]
     fn table() {
-        let a = obj(&[("kind", "active"), ("name", "a-wl"), ("parent", "p"), ("labels.l", "2"), ("labels.containerd.io/gc.root", "x")]);
+        let a = obj(&[
+            ("kind", "active"),
+            ("name", "a-wl"),
+            ("parent", "p"),
+            ("labels.l", "2"),
+            ("labels.containerd.io/gc.root", "x"),
+        ]);
         let cases: &[(&[&str], bool)] = &[
             (&[], true),
             (&[""], true),
@@ -251,9 +284,20 @@ mod tests {
 
     #[test]
     fn errors() {
-        for bad in ["kind==", "kind=active", ",", "kind==a,", r#"labels."x"#, "name~=/(/", "a b"] {
+        for bad in [
+            "kind==",
+            "kind=active",
+            ",",
+            "kind==a,",
+            r#"labels."x"#,
+            "name~=/(/",
+            "a b",
+        ] {
             let err = Filter::parse(&[bad.to_string()]).unwrap_err();
-            assert!(matches!(err, SnapshotError::InvalidFilter { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, SnapshotError::InvalidFilter { .. }),
+                "{bad}: {err}"
+            );
         }
     }
 }

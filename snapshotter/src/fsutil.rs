@@ -41,7 +41,11 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     copy_metadata(src, dst, &meta)
 }
 
-fn copy_dir_contents(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> io::Result<()> {
+fn copy_dir_contents(
+    src: &Path,
+    dst: &Path,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> io::Result<()> {
     for entry in fs::read_dir(src)? {
         let entry = entry?;
         let (from, to) = (entry.path(), dst.join(entry.file_name()));
@@ -90,8 +94,14 @@ fn copy_metadata(src: &Path, dst: &Path, meta: &Metadata) -> io::Result<()> {
     }
     copy_xattrs(src, dst)?;
     let times = Timestamps {
-        last_access: Timespec { tv_sec: meta.atime(), tv_nsec: meta.atime_nsec() as _ },
-        last_modification: Timespec { tv_sec: meta.mtime(), tv_nsec: meta.mtime_nsec() as _ },
+        last_access: Timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec() as _,
+        },
+        last_modification: Timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec() as _,
+        },
     };
     rustix::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())

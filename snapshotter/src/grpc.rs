@@ -25,10 +25,13 @@ impl From<SnapshotError> for Status {
         match e {
             NotFound { .. } | ParentNotFound { .. } => Status::not_found(msg),
             AlreadyExists { .. } => Status::already_exists(msg),
-            NotActive { .. } | NotMountable { .. } | HasChildren { .. } => Status::failed_precondition(msg),
-            ParentNotCommitted { .. } | EmptyKey { .. } | ImmutableField { .. } | InvalidFilter { .. } => {
-                Status::invalid_argument(msg)
+            NotActive { .. } | NotMountable { .. } | HasChildren { .. } => {
+                Status::failed_precondition(msg)
             }
+            ParentNotCommitted { .. }
+            | EmptyKey { .. }
+            | ImmutableField { .. }
+            | InvalidFilter { .. } => Status::invalid_argument(msg),
             ModeMismatch { .. } | RootInUse { .. } => Status::failed_precondition(msg),
             CorruptRecord { .. } => Status::data_loss(msg),
             Store { .. } | Io { .. } => Status::internal(msg),
@@ -80,7 +83,12 @@ fn labels(m: std::collections::HashMap<String, String>) -> BTreeMap<String, Stri
 fn wire_mounts(mounts: Vec<Mount>) -> Vec<WireMount> {
     mounts
         .into_iter()
-        .map(|m| WireMount { r#type: m.kind, source: m.source, target: String::new(), options: m.options })
+        .map(|m| WireMount {
+            r#type: m.kind,
+            source: m.source,
+            target: String::new(),
+            options: m.options,
+        })
         .collect()
 }
 
@@ -126,8 +134,12 @@ impl Snapshots for SnapshotService {
         req: Request<proto::PrepareSnapshotRequest>,
     ) -> Result<Response<proto::PrepareSnapshotResponse>, Status> {
         let r = req.into_inner();
-        let mounts = self.run(move |sn| sn.prepare(&r.key, &r.parent, labels(r.labels))).await?;
-        Ok(Response::new(proto::PrepareSnapshotResponse { mounts: wire_mounts(mounts) }))
+        let mounts = self
+            .run(move |sn| sn.prepare(&r.key, &r.parent, labels(r.labels)))
+            .await?;
+        Ok(Response::new(proto::PrepareSnapshotResponse {
+            mounts: wire_mounts(mounts),
+        }))
     }
 
     async fn view(
@@ -135,23 +147,39 @@ impl Snapshots for SnapshotService {
         req: Request<proto::ViewSnapshotRequest>,
     ) -> Result<Response<proto::ViewSnapshotResponse>, Status> {
         let r = req.into_inner();
-        let mounts = self.run(move |sn| sn.view(&r.key, &r.parent, labels(r.labels))).await?;
-        Ok(Response::new(proto::ViewSnapshotResponse { mounts: wire_mounts(mounts) }))
+        let mounts = self
+            .run(move |sn| sn.view(&r.key, &r.parent, labels(r.labels)))
+            .await?;
+        Ok(Response::new(proto::ViewSnapshotResponse {
+            mounts: wire_mounts(mounts),
+        }))
     }
 
-    async fn mounts(&self, req: Request<proto::MountsRequest>) -> Result<Response<proto::MountsResponse>, Status> {
+    async fn mounts(
+        &self,
+        req: Request<proto::MountsRequest>,
+    ) -> Result<Response<proto::MountsResponse>, Status> {
         let r = req.into_inner();
         let mounts = self.run(move |sn| sn.mounts(&r.key)).await?;
-        Ok(Response::new(proto::MountsResponse { mounts: wire_mounts(mounts) }))
+        Ok(Response::new(proto::MountsResponse {
+            mounts: wire_mounts(mounts),
+        }))
     }
 
-    async fn commit(&self, req: Request<proto::CommitSnapshotRequest>) -> Result<Response<()>, Status> {
+    async fn commit(
+        &self,
+        req: Request<proto::CommitSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
         let r = req.into_inner();
-        self.run(move |sn| sn.commit(&r.name, &r.key, labels(r.labels))).await?;
+        self.run(move |sn| sn.commit(&r.name, &r.key, labels(r.labels)))
+            .await?;
         Ok(Response::new(()))
     }
 
-    async fn remove(&self, req: Request<proto::RemoveSnapshotRequest>) -> Result<Response<()>, Status> {
+    async fn remove(
+        &self,
+        req: Request<proto::RemoveSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
         let r = req.into_inner();
         self.run(move |sn| sn.remove(&r.key)).await?;
         Ok(Response::new(()))
@@ -163,7 +191,9 @@ impl Snapshots for SnapshotService {
     ) -> Result<Response<proto::StatSnapshotResponse>, Status> {
         let r = req.into_inner();
         let info = self.run(move |sn| sn.stat(&r.key)).await?;
-        Ok(Response::new(proto::StatSnapshotResponse { info: Some(wire_info(info)) }))
+        Ok(Response::new(proto::StatSnapshotResponse {
+            info: Some(wire_info(info)),
+        }))
     }
 
     async fn update(
@@ -171,29 +201,47 @@ impl Snapshots for SnapshotService {
         req: Request<proto::UpdateSnapshotRequest>,
     ) -> Result<Response<proto::UpdateSnapshotResponse>, Status> {
         let r = req.into_inner();
-        let info = r.info.ok_or_else(|| Status::invalid_argument("update needs the snapshot's info"))?;
+        let info = r
+            .info
+            .ok_or_else(|| Status::invalid_argument("update needs the snapshot's info"))?;
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let info = self.run(move |sn| sn.update(update_info(info), &paths)).await?;
-        Ok(Response::new(proto::UpdateSnapshotResponse { info: Some(wire_info(info)) }))
+        let info = self
+            .run(move |sn| sn.update(update_info(info), &paths))
+            .await?;
+        Ok(Response::new(proto::UpdateSnapshotResponse {
+            info: Some(wire_info(info)),
+        }))
     }
 
-    type ListStream = tokio_stream::Iter<std::vec::IntoIter<Result<proto::ListSnapshotsResponse, Status>>>;
+    type ListStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<proto::ListSnapshotsResponse, Status>>>;
 
-    async fn list(&self, req: Request<proto::ListSnapshotsRequest>) -> Result<Response<Self::ListStream>, Status> {
+    async fn list(
+        &self,
+        req: Request<proto::ListSnapshotsRequest>,
+    ) -> Result<Response<Self::ListStream>, Status> {
         let r = req.into_inner();
         let infos = self.run(move |sn| sn.list(&r.filters)).await?;
         let mut batches = Vec::with_capacity(infos.len() / LIST_BATCH + 1);
         let mut infos = infos.into_iter().map(wire_info).peekable();
         while infos.peek().is_some() {
-            batches.push(Ok(proto::ListSnapshotsResponse { info: infos.by_ref().take(LIST_BATCH).collect() }));
+            batches.push(Ok(proto::ListSnapshotsResponse {
+                info: infos.by_ref().take(LIST_BATCH).collect(),
+            }));
         }
         Ok(Response::new(tokio_stream::iter(batches)))
     }
 
-    async fn usage(&self, req: Request<proto::UsageRequest>) -> Result<Response<proto::UsageResponse>, Status> {
+    async fn usage(
+        &self,
+        req: Request<proto::UsageRequest>,
+    ) -> Result<Response<proto::UsageResponse>, Status> {
         let r = req.into_inner();
         let u = self.run(move |sn| sn.usage(&r.key)).await?;
-        Ok(Response::new(proto::UsageResponse { size: u.size, inodes: u.inodes }))
+        Ok(Response::new(proto::UsageResponse {
+            size: u.size,
+            inodes: u.inodes,
+        }))
     }
 
     async fn cleanup(&self, _req: Request<proto::CleanupRequest>) -> Result<Response<()>, Status> {

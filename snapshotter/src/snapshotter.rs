@@ -48,7 +48,9 @@ impl FromStr for Mode {
         match s {
             "overlay" | "overlayfs" => Ok(Mode::Overlay),
             "native" => Ok(Mode::Native),
-            other => Err(format!("unknown snapshotter mode {other:?}; expected \"overlay\" or \"native\"")),
+            other => Err(format!(
+                "unknown snapshotter mode {other:?}; expected \"overlay\" or \"native\""
+            )),
         }
     }
 }
@@ -81,13 +83,26 @@ impl Snapshotter {
         let store = MetaStore::open(&root.join("metadata.redb"))?;
         let found = store.setting_or_init("mode", mode.as_str())?;
         if found != mode.as_str() {
-            return Err(SnapshotError::ModeMismatch { root, found, wanted: mode.as_str().into() });
+            return Err(SnapshotError::ModeMismatch {
+                root,
+                found,
+                wanted: mode.as_str().into(),
+            });
         }
         let index_off = Path::new("/sys/module/overlay/parameters/index").exists();
-        let sn = Snapshotter { root, mode, store, index_off, dirs: Default::default() };
+        let sn = Snapshotter {
+            root,
+            mode,
+            store,
+            index_off,
+            dirs: Default::default(),
+        };
         let removed = sn.cleanup()?;
         if removed > 0 {
-            tracing::info!(removed, "removed orphan snapshot directories left by an earlier run");
+            tracing::info!(
+                removed,
+                "removed orphan snapshot directories left by an earlier run"
+            );
         }
         Ok(sn)
     }
@@ -115,16 +130,32 @@ impl Snapshotter {
     }
 
     /// Creates an active snapshot on `parent` (empty: none) and returns how to mount it.
-    pub fn prepare(&self, key: &str, parent: &str, labels: BTreeMap<String, String>) -> Result<Vec<Mount>> {
+    pub fn prepare(
+        &self,
+        key: &str,
+        parent: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<Mount>> {
         self.create(Kind::Active, key, parent, labels)
     }
 
     /// Creates a read-only view of `parent` and returns how to mount it.
-    pub fn view(&self, key: &str, parent: &str, labels: BTreeMap<String, String>) -> Result<Vec<Mount>> {
+    pub fn view(
+        &self,
+        key: &str,
+        parent: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<Mount>> {
         self.create(Kind::View, key, parent, labels)
     }
 
-    fn create(&self, kind: Kind, key: &str, parent: &str, labels: BTreeMap<String, String>) -> Result<Vec<Mount>> {
+    fn create(
+        &self,
+        kind: Kind,
+        key: &str,
+        parent: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<Mount>> {
         if key.is_empty() {
             return Err(SnapshotError::EmptyKey { what: "key" });
         }
@@ -146,12 +177,15 @@ impl Snapshotter {
         let _shared = self.dirs.read().unwrap_or_else(|e| e.into_inner());
         let tmp = self.new_temp_dir(kind, parent_rec.as_ref())?;
         let placed = std::cell::Cell::new(None);
-        let created = self.store.create(key, kind, parent, clean_labels(labels), |id, _| {
-            let dst = self.dir(id);
-            fs::rename(&tmp, &dst).map_err(SnapshotError::io("move new snapshot into place at", dst))?;
-            placed.set(Some(id));
-            Ok(())
-        });
+        let created = self
+            .store
+            .create(key, kind, parent, clean_labels(labels), |id, _| {
+                let dst = self.dir(id);
+                fs::rename(&tmp, &dst)
+                    .map_err(SnapshotError::io("move new snapshot into place at", dst))?;
+                placed.set(Some(id));
+                Ok(())
+            });
         match created {
             Ok(rec) => Ok(self.mounts_of(&rec)),
             Err(e) => {
@@ -176,9 +210,11 @@ impl Snapshotter {
         let build = || -> Result<()> {
             let mut b = fs::DirBuilder::new();
             b.mode(0o700);
-            b.create(&tmp).map_err(SnapshotError::io("create snapshot directory", &tmp))?;
+            b.create(&tmp)
+                .map_err(SnapshotError::io("create snapshot directory", &tmp))?;
             b.mode(0o755);
-            b.create(&fs_dir).map_err(SnapshotError::io("create snapshot directory", &fs_dir))?;
+            b.create(&fs_dir)
+                .map_err(SnapshotError::io("create snapshot directory", &fs_dir))?;
             // mkdir honours the umask; the root of a snapshot must be exactly 0755.
             fs::set_permissions(&fs_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .map_err(SnapshotError::io("set mode of", &fs_dir))?;
@@ -192,14 +228,16 @@ impl Snapshotter {
                 }
                 (Mode::Native, Some(p)) => {
                     let pfs = self.fs_dir(p.id);
-                    fsutil::copy_tree(&pfs, &fs_dir).map_err(SnapshotError::io("copy parent snapshot from", pfs))?;
+                    fsutil::copy_tree(&pfs, &fs_dir)
+                        .map_err(SnapshotError::io("copy parent snapshot from", pfs))?;
                 }
                 (_, None) => {}
             }
             if self.mode == Mode::Overlay && kind == Kind::Active {
                 let work = tmp.join("work");
                 b.mode(0o711);
-                b.create(&work).map_err(SnapshotError::io("create snapshot directory", &work))?;
+                b.create(&work)
+                    .map_err(SnapshotError::io("create snapshot directory", &work))?;
             }
             Ok(())
         };
@@ -214,7 +252,10 @@ impl Snapshotter {
 
     /// How to mount active snapshot or view `key`.
     pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
-        let rec = self.store.get(key)?.ok_or_else(|| SnapshotError::NotFound { key: key.into() })?;
+        let rec = self
+            .store
+            .get(key)?
+            .ok_or_else(|| SnapshotError::NotFound { key: key.into() })?;
         if rec.kind == Kind::Committed {
             return Err(SnapshotError::NotMountable { key: key.into() });
         }
@@ -242,12 +283,23 @@ impl Snapshotter {
             options.push("index=off".to_string());
         }
         if active {
-            options.push(format!("workdir={}", self.dir(rec.id).join("work").display()));
+            options.push(format!(
+                "workdir={}",
+                self.dir(rec.id).join("work").display()
+            ));
             options.push(format!("upperdir={}", self.fs_dir(rec.id).display()));
         }
-        let lower: Vec<String> = rec.parent_ids.iter().map(|id| self.fs_dir(*id).display().to_string()).collect();
+        let lower: Vec<String> = rec
+            .parent_ids
+            .iter()
+            .map(|id| self.fs_dir(*id).display().to_string())
+            .collect();
         options.push(format!("lowerdir={}", lower.join(":")));
-        vec![Mount { kind: "overlay".into(), source: "overlay".into(), options }]
+        vec![Mount {
+            kind: "overlay".into(),
+            source: "overlay".into(),
+            options,
+        }]
     }
 
     /// Commits active snapshot `key` as `name`, measuring its usage first.
@@ -255,7 +307,10 @@ impl Snapshotter {
         if name.is_empty() {
             return Err(SnapshotError::EmptyKey { what: "name" });
         }
-        let rec = self.store.get(key)?.ok_or_else(|| SnapshotError::NotFound { key: key.into() })?;
+        let rec = self
+            .store
+            .get(key)?
+            .ok_or_else(|| SnapshotError::NotFound { key: key.into() })?;
         if rec.kind != Kind::Active {
             return Err(SnapshotError::NotActive { key: key.into() });
         }
@@ -263,7 +318,8 @@ impl Snapshotter {
             return Err(SnapshotError::AlreadyExists { key: name.into() });
         }
         let fs_dir = self.fs_dir(rec.id);
-        let usage = fsutil::disk_usage(&fs_dir).map_err(SnapshotError::io("measure usage of", &fs_dir))?;
+        let usage =
+            fsutil::disk_usage(&fs_dir).map_err(SnapshotError::io("measure usage of", &fs_dir))?;
         self.store.commit(key, name, clean_labels(labels), usage)?;
         Ok(())
     }
@@ -283,7 +339,10 @@ impl Snapshotter {
 
     /// Metadata of `key`.
     pub fn stat(&self, key: &str) -> Result<Info> {
-        let rec = self.store.get(key)?.ok_or_else(|| SnapshotError::NotFound { key: key.into() })?;
+        let rec = self
+            .store
+            .get(key)?
+            .ok_or_else(|| SnapshotError::NotFound { key: key.into() })?;
         Ok(rec.info(key))
     }
 
@@ -306,7 +365,10 @@ impl Snapshotter {
                 } else if path == "labels" {
                     rec.labels = clean_labels(info.labels.clone());
                 } else {
-                    return Err(SnapshotError::ImmutableField { key: key.clone(), field: path.clone() });
+                    return Err(SnapshotError::ImmutableField {
+                        key: key.clone(),
+                        field: path.clone(),
+                    });
                 }
             }
             Ok(())
@@ -329,7 +391,10 @@ impl Snapshotter {
 
     /// Disk usage of `key`'s own layer: measured now for active snapshots, at commit otherwise.
     pub fn usage(&self, key: &str) -> Result<Usage> {
-        let rec = self.store.get(key)?.ok_or_else(|| SnapshotError::NotFound { key: key.into() })?;
+        let rec = self
+            .store
+            .get(key)?
+            .ok_or_else(|| SnapshotError::NotFound { key: key.into() })?;
         match rec.usage {
             Some(u) => Ok(u),
             None => {
@@ -349,7 +414,12 @@ impl Snapshotter {
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        let ids: HashSet<String> = self.store.list()?.into_iter().map(|(_, r)| r.id.to_string()).collect();
+        let ids: HashSet<String> = self
+            .store
+            .list()?
+            .into_iter()
+            .map(|(_, r)| r.id.to_string())
+            .collect();
         let mut removed = 0;
         for name in entries {
             if ids.contains(&name) {
@@ -358,7 +428,9 @@ impl Snapshotter {
             let path = dir.join(&name);
             match fsutil::remove_tree(&path) {
                 Ok(()) => removed += 1,
-                Err(err) => tracing::warn!(path = %path.display(), %err, "failed to remove orphan snapshot directory"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), %err, "failed to remove orphan snapshot directory")
+                }
             }
         }
         Ok(removed)
@@ -396,7 +468,10 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Writes `name` into snapshot `key`'s own layer directory.
@@ -420,27 +495,45 @@ mod tests {
         let sn = open(tmp.path(), Mode::Overlay);
         let m = sn.prepare("base-a", "", none()).unwrap();
         assert_eq!(m.len(), 1);
-        assert_eq!((m[0].kind.as_str(), m[0].options.as_slice()), ("bind", &["rw".to_string(), "rbind".into()][..]));
+        assert_eq!(
+            (m[0].kind.as_str(), m[0].options.as_slice()),
+            ("bind", &["rw".to_string(), "rbind".into()][..])
+        );
         sn.commit("base", "base-a", none()).unwrap();
-        let base_fs = sn.fs_dir(sn.store.get("base").unwrap().unwrap().id).display().to_string();
+        let base_fs = sn
+            .fs_dir(sn.store.get("base").unwrap().unwrap().id)
+            .display()
+            .to_string();
 
         let v = sn.view("v1", "base", none()).unwrap();
-        assert_eq!((v[0].kind.as_str(), v[0].source.as_str()), ("bind", base_fs.as_str()));
+        assert_eq!(
+            (v[0].kind.as_str(), v[0].source.as_str()),
+            ("bind", base_fs.as_str())
+        );
         assert_eq!(v[0].options[0], "ro");
 
         let m = sn.prepare("top-a", "base", none()).unwrap();
         let opts = &m[0].options;
         assert_eq!(m[0].kind, "overlay");
-        assert!(opts.iter().any(|o| o.starts_with("upperdir=")) && opts.iter().any(|o| o.starts_with("workdir=")));
+        assert!(
+            opts.iter().any(|o| o.starts_with("upperdir="))
+                && opts.iter().any(|o| o.starts_with("workdir="))
+        );
         assert_eq!(opts.last().unwrap(), &format!("lowerdir={base_fs}"));
         sn.commit("top", "top-a", none()).unwrap();
-        let top_fs = sn.fs_dir(sn.store.get("top").unwrap().unwrap().id).display().to_string();
+        let top_fs = sn
+            .fs_dir(sn.store.get("top").unwrap().unwrap().id)
+            .display()
+            .to_string();
 
         // A view of two layers is a read-only overlay: lower dirs only, nearest first.
         let v = sn.view("v2", "top", none()).unwrap();
         assert_eq!(v[0].kind, "overlay");
         assert!(!v[0].options.iter().any(|o| o.starts_with("upperdir=")));
-        assert_eq!(v[0].options.last().unwrap(), &format!("lowerdir={top_fs}:{base_fs}"));
+        assert_eq!(
+            v[0].options.last().unwrap(),
+            &format!("lowerdir={top_fs}:{base_fs}")
+        );
         assert_eq!(sn.mounts("v2").unwrap(), v);
     }
 
@@ -454,7 +547,10 @@ mod tests {
         assert_eq!(code(sn.prepare("a", "c2", none()).map(drop)), AlreadyExists);
         assert_eq!(code(sn.view("a", "c2", none()).map(drop)), AlreadyExists);
         assert_eq!(code(sn.prepare("x", "missing", none()).map(drop)), NotFound);
-        assert_eq!(code(sn.prepare("x", "a", none()).map(drop)), InvalidArgument);
+        assert_eq!(
+            code(sn.prepare("x", "a", none()).map(drop)),
+            InvalidArgument
+        );
         assert_eq!(code(sn.prepare("", "", none()).map(drop)), InvalidArgument);
         assert_eq!(code(sn.commit("c3", "missing", none())), NotFound);
         assert_eq!(code(sn.commit("c3", "c2", none())), FailedPrecondition);
@@ -481,7 +577,10 @@ mod tests {
         chain(&sn);
         write(&sn, "a", "f", "hello");
         sn.commit("c3", "a", labels(&[("k", "v")])).unwrap();
-        assert_eq!(sn.stat("a").unwrap_err().to_string(), "snapshot \"a\" does not exist");
+        assert_eq!(
+            sn.stat("a").unwrap_err().to_string(),
+            "snapshot \"a\" does not exist"
+        );
         let c3 = sn.stat("c3").unwrap();
         assert_eq!((c3.kind, c3.parent.as_str()), (Kind::Committed, "c2"));
         assert_eq!(c3.labels, labels(&[("k", "v")]));
@@ -490,7 +589,10 @@ mod tests {
         assert_eq!(u.inodes, 2, "the layer root and one file");
         assert!(u.size >= 4096, "{u:?}");
         // c2 now has child c3 (renamed from a): it cannot go first.
-        assert!(matches!(sn.remove("c2"), Err(SnapshotError::HasChildren { .. })));
+        assert!(matches!(
+            sn.remove("c2"),
+            Err(SnapshotError::HasChildren { .. })
+        ));
         sn.remove("c3").unwrap();
         sn.remove("c2").unwrap();
     }
@@ -499,9 +601,14 @@ mod tests {
     fn update_applies_field_paths_like_containerd() {
         let tmp = tempfile::tempdir().unwrap();
         let sn = open(tmp.path(), Mode::Overlay);
-        sn.prepare("a", "", labels(&[("keep", "1"), ("empty", "")])).unwrap();
+        sn.prepare("a", "", labels(&[("keep", "1"), ("empty", "")]))
+            .unwrap();
         let mut info = sn.stat("a").unwrap();
-        assert_eq!(info.labels, labels(&[("keep", "1")]), "empty values are not stored");
+        assert_eq!(
+            info.labels,
+            labels(&[("keep", "1")]),
+            "empty values are not stored"
+        );
 
         info.parent = "ignored".into();
         info.labels = labels(&[("l1", "v1"), ("l2", "v2"), ("l3", "v3")]);
@@ -511,7 +618,9 @@ mod tests {
         assert!(got.updated > got.created);
 
         info.labels = labels(&[("l1", "updated"), ("l4", "v4")]);
-        let got = sn.update(info.clone(), &["labels.l1".into(), "labels.l2".into()]).unwrap();
+        let got = sn
+            .update(info.clone(), &["labels.l1".into(), "labels.l2".into()])
+            .unwrap();
         assert_eq!(got.labels, labels(&[("l1", "updated"), ("l3", "v3")]));
 
         let got = sn.update(info.clone(), &["labels".into()]).unwrap();
@@ -536,7 +645,10 @@ mod tests {
         assert_eq!(names(&["parent==c1"]), ["c2", "v"]);
         assert_eq!(names(&["labels.l==2"]), ["v"]);
         assert_eq!(names(&["name==a", "kind==view"]), ["a", "v"]);
-        assert!(matches!(sn.list(&["kind=".into()]), Err(SnapshotError::InvalidFilter { .. })));
+        assert!(matches!(
+            sn.list(&["kind=".into()]),
+            Err(SnapshotError::InvalidFilter { .. })
+        ));
     }
 
     #[test]
@@ -553,8 +665,10 @@ mod tests {
             fs::create_dir_all(tmp.path().join("snapshots").join(orphan).join("fs")).unwrap();
         }
         let sn = open(tmp.path(), Mode::Overlay);
-        let mut dirs: Vec<String> =
-            fs::read_dir(sn.snapshots_dir()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut dirs: Vec<String> = fs::read_dir(sn.snapshots_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         dirs.sort();
         assert_eq!(dirs, ["1", "2", "3"]);
         assert_eq!(sn.stat("a").unwrap().parent, "c2");
@@ -583,20 +697,36 @@ mod tests {
         fs::write(base.join("d/f"), "data").unwrap();
         fs::hard_link(base.join("d/f"), base.join("link")).unwrap();
         std::os::unix::fs::symlink("d/f", base.join("sym")).unwrap();
-        fs::set_permissions(base.join("d"), std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+        fs::set_permissions(
+            base.join("d"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o750),
+        )
+        .unwrap();
         std::os::unix::fs::lchown(base.join("d/f"), Some(1), Some(2)).unwrap();
         sn.commit("base", "base-a", none()).unwrap();
 
         let m = sn.prepare("child", "base", none()).unwrap();
-        assert_eq!((m[0].kind.as_str(), m[0].options[0].as_str()), ("bind", "rw"));
+        assert_eq!(
+            (m[0].kind.as_str(), m[0].options[0].as_str()),
+            ("bind", "rw")
+        );
         let child = PathBuf::from(&m[0].source);
         assert_ne!(child, base);
         assert_eq!(fs::read_to_string(child.join("d/f")).unwrap(), "data");
-        assert_eq!(fs::read_link(child.join("sym")).unwrap(), PathBuf::from("d/f"));
-        let (f, l) = (fs::metadata(child.join("d/f")).unwrap(), fs::metadata(child.join("link")).unwrap());
+        assert_eq!(
+            fs::read_link(child.join("sym")).unwrap(),
+            PathBuf::from("d/f")
+        );
+        let (f, l) = (
+            fs::metadata(child.join("d/f")).unwrap(),
+            fs::metadata(child.join("link")).unwrap(),
+        );
         assert_eq!(f.ino(), l.ino(), "hard links stay hard links");
         assert_eq!((f.uid(), f.gid()), (1, 2));
-        assert_eq!(fs::metadata(child.join("d")).unwrap().mode() & 0o7777, 0o750);
+        assert_eq!(
+            fs::metadata(child.join("d")).unwrap().mode() & 0o7777,
+            0o750
+        );
         // The copy is independent of the parent.
         fs::write(child.join("d/f"), "changed").unwrap();
         assert_eq!(fs::read_to_string(base.join("d/f")).unwrap(), "data");

@@ -11,7 +11,9 @@ use tokio::net::UnixListener;
 /// (nobody accepts on it); refuses when another process is serving there or the path is not a
 /// socket.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    let ctx = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()));
+    let ctx = |what: &str, e: io::Error| {
+        io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             std::fs::DirBuilder::new()
@@ -26,7 +28,10 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
-                    format!("another process is serving on {}; stop it or choose another address", path.display()),
+                    format!(
+                        "another process is serving on {}; stop it or choose another address",
+                        path.display()
+                    ),
                 ));
             }
             std::fs::remove_file(path).map_err(|e| ctx("failed to remove stale socket", e))?;
@@ -34,7 +39,10 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not a socket; refusing to replace it", path.display()),
+                format!(
+                    "{} exists and is not a socket; refusing to replace it",
+                    path.display()
+                ),
             ))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -49,8 +49,13 @@ pub(crate) struct Stamp {
 
 impl Stamp {
     pub fn now() -> Self {
-        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        Stamp { secs: d.as_secs(), nanos: d.subsec_nanos() }
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Stamp {
+            secs: d.as_secs(),
+            nanos: d.subsec_nanos(),
+        }
     }
 
     pub fn time(self) -> SystemTime {
@@ -72,7 +77,9 @@ impl Record {
 }
 
 /// Drops labels with empty values: containerd never stores them, and setting one deletes it.
-pub(crate) fn clean_labels(labels: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
+pub(crate) fn clean_labels(
+    labels: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
     labels.into_iter().filter(|(_, v)| !v.is_empty()).collect()
 }
 
@@ -82,7 +89,10 @@ pub(crate) struct MetaStore {
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<Record> {
-    serde_json::from_slice(bytes).map_err(|source| SnapshotError::CorruptRecord { key: key.to_string(), source })
+    serde_json::from_slice(bytes).map_err(|source| SnapshotError::CorruptRecord {
+        key: key.to_string(),
+        source,
+    })
 }
 
 fn encode(rec: &Record) -> Vec<u8> {
@@ -94,7 +104,9 @@ impl MetaStore {
     pub fn open(path: &Path) -> Result<Self> {
         let db = match Database::create(path) {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(SnapshotError::RootInUse { path: path.to_path_buf() })
+                return Err(SnapshotError::RootInUse {
+                    path: path.to_path_buf(),
+                })
             }
             other => other.store("open database")?,
         };
@@ -114,7 +126,10 @@ impl MetaStore {
         let txn = self.db.begin_write().store("begin transaction")?;
         let stored = {
             let mut t = txn.open_table(SETTINGS).store("open table")?;
-            let existing = t.get(name).store("read setting")?.map(|v| v.value().to_string());
+            let existing = t
+                .get(name)
+                .store("read setting")?
+                .map(|v| v.value().to_string());
             match existing {
                 Some(v) => v,
                 None => {
@@ -161,7 +176,9 @@ impl MetaStore {
         let rec = {
             let mut snaps = txn.open_table(SNAPSHOTS).store("open table")?;
             if snaps.get(key).store("read snapshot")?.is_some() {
-                return Err(SnapshotError::AlreadyExists { key: key.to_string() });
+                return Err(SnapshotError::AlreadyExists {
+                    key: key.to_string(),
+                });
             }
             let parent_ids = match parent {
                 None => Vec::new(),
@@ -169,17 +186,27 @@ impl MetaStore {
                     let got = snaps.get(p).store("read parent")?;
                     let prec = match got {
                         Some(v) => decode(p, v.value())?,
-                        None => return Err(SnapshotError::ParentNotFound { parent: p.to_string() }),
+                        None => {
+                            return Err(SnapshotError::ParentNotFound {
+                                parent: p.to_string(),
+                            })
+                        }
                     };
                     if prec.kind != Kind::Committed {
-                        return Err(SnapshotError::ParentNotCommitted { parent: p.to_string() });
+                        return Err(SnapshotError::ParentNotCommitted {
+                            parent: p.to_string(),
+                        });
                     }
                     std::iter::once(prec.id).chain(prec.parent_ids).collect()
                 }
             };
             let id = {
                 let mut counters = txn.open_table(COUNTERS).store("open table")?;
-                let next = counters.get("next_id").store("read id")?.map(|v| v.value()).unwrap_or(1);
+                let next = counters
+                    .get("next_id")
+                    .store("read id")?
+                    .map(|v| v.value())
+                    .unwrap_or(1);
                 counters.insert("next_id", next + 1).store("write id")?;
                 next
             };
@@ -194,9 +221,14 @@ impl MetaStore {
                 updated: now,
                 usage: None,
             };
-            snaps.insert(key, encode(&rec).as_slice()).store("write snapshot")?;
+            snaps
+                .insert(key, encode(&rec).as_slice())
+                .store("write snapshot")?;
             if let Some(p) = parent {
-                txn.open_table(CHILDREN).store("open table")?.insert((p, key), ()).store("write child link")?;
+                txn.open_table(CHILDREN)
+                    .store("open table")?
+                    .insert((p, key), ())
+                    .store("write child link")?;
             }
             place(id, &rec.parent_ids)?;
             rec
@@ -206,19 +238,33 @@ impl MetaStore {
     }
 
     /// Turns active `key` into committed `name` with fresh times, the given labels and usage.
-    pub fn commit(&self, key: &str, name: &str, labels: BTreeMap<String, String>, usage: Usage) -> Result<Record> {
+    pub fn commit(
+        &self,
+        key: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        usage: Usage,
+    ) -> Result<Record> {
         let txn = self.db.begin_write().store("begin transaction")?;
         let rec = {
             let mut snaps = txn.open_table(SNAPSHOTS).store("open table")?;
             let mut rec = match snaps.get(key).store("read snapshot")? {
                 Some(v) => decode(key, v.value())?,
-                None => return Err(SnapshotError::NotFound { key: key.to_string() }),
+                None => {
+                    return Err(SnapshotError::NotFound {
+                        key: key.to_string(),
+                    })
+                }
             };
             if snaps.get(name).store("read snapshot")?.is_some() {
-                return Err(SnapshotError::AlreadyExists { key: name.to_string() });
+                return Err(SnapshotError::AlreadyExists {
+                    key: name.to_string(),
+                });
             }
             if rec.kind != Kind::Active {
-                return Err(SnapshotError::NotActive { key: key.to_string() });
+                return Err(SnapshotError::NotActive {
+                    key: key.to_string(),
+                });
             }
             let now = Stamp::now();
             rec.kind = Kind::Committed;
@@ -227,7 +273,9 @@ impl MetaStore {
             rec.labels = labels;
             rec.usage = Some(usage);
             snaps.remove(key).store("remove active snapshot")?;
-            snaps.insert(name, encode(&rec).as_slice()).store("write snapshot")?;
+            snaps
+                .insert(name, encode(&rec).as_slice())
+                .store("write snapshot")?;
             if let Some(p) = rec.parent.as_deref() {
                 let mut children = txn.open_table(CHILDREN).store("open table")?;
                 children.remove((p, key)).store("update child link")?;
@@ -247,7 +295,11 @@ impl MetaStore {
             let mut snaps = txn.open_table(SNAPSHOTS).store("open table")?;
             let rec = match snaps.get(key).store("read snapshot")? {
                 Some(v) => decode(key, v.value())?,
-                None => return Err(SnapshotError::NotFound { key: key.to_string() }),
+                None => {
+                    return Err(SnapshotError::NotFound {
+                        key: key.to_string(),
+                    })
+                }
             };
             let mut children = txn.open_table(CHILDREN).store("open table")?;
             let has_children = children
@@ -258,7 +310,9 @@ impl MetaStore {
                 .store("read child link")?
                 .is_some_and(|(k, _)| k.value().0 == key);
             if has_children {
-                return Err(SnapshotError::HasChildren { key: key.to_string() });
+                return Err(SnapshotError::HasChildren {
+                    key: key.to_string(),
+                });
             }
             snaps.remove(key).store("remove snapshot")?;
             if let Some(p) = rec.parent.as_deref() {
@@ -271,17 +325,27 @@ impl MetaStore {
     }
 
     /// Applies `change` to `key`'s record and stores it with a fresh update time.
-    pub fn update(&self, key: &str, change: impl FnOnce(&mut Record) -> Result<()>) -> Result<Record> {
+    pub fn update(
+        &self,
+        key: &str,
+        change: impl FnOnce(&mut Record) -> Result<()>,
+    ) -> Result<Record> {
         let txn = self.db.begin_write().store("begin transaction")?;
         let rec = {
             let mut snaps = txn.open_table(SNAPSHOTS).store("open table")?;
             let mut rec = match snaps.get(key).store("read snapshot")? {
                 Some(v) => decode(key, v.value())?,
-                None => return Err(SnapshotError::NotFound { key: key.to_string() }),
+                None => {
+                    return Err(SnapshotError::NotFound {
+                        key: key.to_string(),
+                    })
+                }
             };
             change(&mut rec)?;
             rec.updated = Stamp::now();
-            snaps.insert(key, encode(&rec).as_slice()).store("write snapshot")?;
+            snaps
+                .insert(key, encode(&rec).as_slice())
+                .store("write snapshot")?;
             rec
         };
         txn.commit().store("commit")?;

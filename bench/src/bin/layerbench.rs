@@ -22,10 +22,14 @@ fn main() -> anyhow::Result<()> {
     };
     let start = Instant::now();
     let file = File::create(out).with_context(|| format!("failed to create {out}"))?;
-    let layer = write_layer(dir.as_ref(), BufWriter::with_capacity(1 << 20, file), &LayerOptions {
-        compression,
-        source_date_epoch: None,
-    })?;
+    let layer = write_layer(
+        dir.as_ref(),
+        BufWriter::with_capacity(1 << 20, file),
+        &LayerOptions {
+            compression,
+            source_date_epoch: None,
+        },
+    )?;
     println!(
         "{{\"compression\":\"{}\",\"ms\":{:.1},\"size\":{}}}",
         args[2],

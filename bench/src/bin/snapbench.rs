@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use containerd_client::services::v1::snapshots::{
-    snapshots_client::SnapshotsClient, CommitSnapshotRequest, MountsRequest, PrepareSnapshotRequest,
-    RemoveSnapshotRequest, StatSnapshotRequest,
+    snapshots_client::SnapshotsClient, CommitSnapshotRequest, MountsRequest,
+    PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
 use tonic::transport::Channel;
 use tonic::Request;
@@ -42,13 +42,17 @@ struct Bench {
 impl Bench {
     fn req<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
-        req.metadata_mut().insert("containerd-namespace", self.args.namespace.parse().expect("namespace"));
+        req.metadata_mut().insert(
+            "containerd-namespace",
+            self.args.namespace.parse().expect("namespace"),
+        );
         req
     }
 
     async fn round(&mut self, round: usize) -> anyhow::Result<[Duration; 3]> {
         let sn = self.args.snapshotter.clone();
-        let gc: HashMap<String, String> = [("containerd.io/gc.root".to_string(), "bench".to_string())].into();
+        let gc: HashMap<String, String> =
+            [("containerd.io/gc.root".to_string(), "bench".to_string())].into();
         let name = |i: usize| format!("snapbench-{round}-{i}");
         let start = Instant::now();
         let mut parent = String::new();
@@ -61,22 +65,36 @@ impl Bench {
                 labels: gc.clone(),
             });
             self.client.prepare(r).await.context("prepare")?;
-            let r = self.req(MountsRequest { snapshotter: sn.clone(), key: key.clone() });
+            let r = self.req(MountsRequest {
+                snapshotter: sn.clone(),
+                key: key.clone(),
+            });
             self.client.mounts(r).await.context("mounts")?;
-            let r = self.req(CommitSnapshotRequest { snapshotter: sn.clone(), name: name(i), key, labels: gc.clone() });
+            let r = self.req(CommitSnapshotRequest {
+                snapshotter: sn.clone(),
+                name: name(i),
+                key,
+                labels: gc.clone(),
+            });
             self.client.commit(r).await.context("commit")?;
             parent = name(i);
         }
         let build = start.elapsed();
         let start = Instant::now();
         for i in 0..self.args.layers {
-            let r = self.req(StatSnapshotRequest { snapshotter: sn.clone(), key: name(i) });
+            let r = self.req(StatSnapshotRequest {
+                snapshotter: sn.clone(),
+                key: name(i),
+            });
             self.client.stat(r).await.context("stat")?;
         }
         let stat = start.elapsed();
         let start = Instant::now();
         for i in (0..self.args.layers).rev() {
-            let r = self.req(RemoveSnapshotRequest { snapshotter: sn.clone(), key: name(i) });
+            let r = self.req(RemoveSnapshotRequest {
+                snapshotter: sn.clone(),
+                key: name(i),
+            });
             self.client.remove(r).await.context("remove")?;
         }
         Ok([build, stat, start.elapsed()])
@@ -91,15 +109,23 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let channel = containerd_client::connect(&args.address).await.context("failed to connect to containerd")?;
-    let mut bench = Bench { client: SnapshotsClient::new(channel), args };
+    let channel = containerd_client::connect(&args.address)
+        .await
+        .context("failed to connect to containerd")?;
+    let mut bench = Bench {
+        client: SnapshotsClient::new(channel),
+        args,
+    };
     let mut phases: [Vec<Duration>; 3] = Default::default();
     for round in 0..bench.args.rounds {
         for (p, d) in phases.iter_mut().zip(bench.round(round).await?) {
             p.push(d);
         }
     }
-    for (phase, v) in ["prepare_mounts_commit_chain", "stat_each", "remove_chain"].iter().zip(phases) {
+    for (phase, v) in ["prepare_mounts_commit_chain", "stat_each", "remove_chain"]
+        .iter()
+        .zip(phases)
+    {
         println!(
             "{{\"snapshotter\":\"{}\",\"phase\":\"{phase}\",\"layers\":{},\"median_ms\":{:.2}}}",
             bench.args.snapshotter,

@@ -45,7 +45,11 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "/var/lib/oxkit")]
         root: PathBuf,
         /// Socket to serve on.
-        #[arg(long, value_name = "SOCK", default_value = "/run/oxkit/snapshotter.sock")]
+        #[arg(
+            long,
+            value_name = "SOCK",
+            default_value = "/run/oxkit/snapshotter.sock"
+        )]
         address: PathBuf,
         /// Snapshot layering: overlay or native.
         #[arg(long, value_name = "MODE", default_value = "overlay")]
@@ -59,12 +63,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Snapshotter { root, address, mode, log_level }) => {
+        Some(Command::Snapshotter {
+            root,
+            address,
+            mode,
+            log_level,
+        }) => {
             init_logging(&log_level);
             runtime().and_then(|rt| {
                 rt.block_on(async {
                     let shutdown = shutdown_signal()?;
-                    daemon::serve_snapshotter(&root, mode, &address, shutdown).await.context("snapshotter failed")
+                    daemon::serve_snapshotter(&root, mode, &address, shutdown)
+                        .await
+                        .context("snapshotter failed")
                 })
             })
         }
@@ -73,8 +84,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("oxkitd: {e:#}");
+            let msg = oxkit_cmd::error_chain(&e);
+            tracing::error!("{msg}");
+            eprintln!("oxkitd: {msg}");
             ExitCode::FAILURE
         }
     }
@@ -106,7 +118,10 @@ fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
 }
 
 fn init_logging(filter: &str) {
@@ -125,8 +140,10 @@ fn init_logging(filter: &str) {
 /// start-up work, so a signal that arrives early still shuts down cleanly.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
+    let mut term =
+        signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
+    let mut int =
+        signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),

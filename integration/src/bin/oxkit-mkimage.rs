@@ -32,7 +32,11 @@ fn run() -> Result<(), String> {
             "--layers" => layers = number(value()?)?,
             "--files-per-layer" => files = number(value()?)?,
             "--file-size" => size = number(value()?)?,
-            other => return Err(format!("unknown argument {other:?}; see the source's doc comment")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?}; see the source's doc comment"
+                ))
+            }
         }
     }
     let out = out.ok_or("--out FILE is required")?;
@@ -41,6 +45,11 @@ fn run() -> Result<(), String> {
         .generated_layers(layers, files, size)
         .write_archive(&out)
         .map_err(|e| e.to_string())?;
-    println!("{} {} {}", built.name, built.manifest_digest, built.archive.display());
+    println!(
+        "{} {} {}",
+        built.name,
+        built.manifest_digest,
+        built.archive.display()
+    );
     Ok(())
 }

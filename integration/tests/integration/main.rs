@@ -4,6 +4,7 @@
 //!
 //! Run with `cargo build --bin oxkitd && cargo test -p oxkit-integration -- --test-threads=2`.
 
+mod containerd;
 mod daemon;
 mod fixture;
 mod snapshotter;

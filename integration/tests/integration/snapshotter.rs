@@ -31,8 +31,17 @@ fn assert_runs(fx: &Fixture, image: &str) -> TestResult {
 
 /// `ctr snapshots info` reaches oxkitd's Stat: it must still know the image's layer.
 fn assert_layer_known(fx: &Fixture, image: &BuiltImage, when: &str) -> TestResult {
-    let info = fx.ctr(["snapshots", "--snapshotter", SNAPSHOTTER, "info", &image.chain_ids[0]])?;
-    assert!(info.contains("Committed"), "`ctr snapshots info` {when}:\n{info}");
+    let info = fx.ctr([
+        "snapshots",
+        "--snapshotter",
+        SNAPSHOTTER,
+        "info",
+        &image.chain_ids[0],
+    ])?;
+    assert!(
+        info.contains("Committed"),
+        "`ctr snapshots info` {when}:\n{info}"
+    );
     Ok(())
 }
 

@@ -31,12 +31,21 @@ pub(crate) struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub(crate) fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), len: 0 }
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
     }
 
     /// The inner writer, the digest and the byte count of everything written.
     pub(crate) fn finish(self) -> (W, Digest, u64) {
-        let hex: String = self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = self
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         (self.inner, Digest(format!("sha256:{hex}")), self.len)
     }
 }

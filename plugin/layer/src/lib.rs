@@ -102,7 +102,11 @@ pub enum LayerError {
 /// `.wh.NAME` and `.wh..wh..opq`. Entries are sorted by name, hard links inside the layer stay
 /// links, extended attributes other than overlay's own are kept (PAX records). Nothing is
 /// written to `out` beyond the blob; on error the blob is incomplete and must be discarded.
-pub fn write_layer(upper: &Path, out: impl Write, options: &LayerOptions) -> Result<Layer, LayerError> {
+pub fn write_layer(
+    upper: &Path,
+    out: impl Write,
+    options: &LayerOptions,
+) -> Result<Layer, LayerError> {
     let blob = hash::HashingWriter::new(out);
     let (blob, diff_id) = match options.compression {
         Compression::Uncompressed => {
@@ -113,7 +117,11 @@ pub fn write_layer(upper: &Path, out: impl Write, options: &LayerOptions) -> Res
         }
         Compression::Gzip { level } => {
             let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(level.min(9)));
-            let tar = walk::write_tar(upper, hash::HashingWriter::new(gz), options.source_date_epoch)?;
+            let tar = walk::write_tar(
+                upper,
+                hash::HashingWriter::new(gz),
+                options.source_date_epoch,
+            )?;
             let (gz, diff_id, _) = tar.finish();
             (gz.finish().map_err(LayerError::Write)?, diff_id)
         }
@@ -122,14 +130,23 @@ pub fn write_layer(upper: &Path, out: impl Write, options: &LayerOptions) -> Res
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
             // Fails only when zstd was built without threads; then it compresses on one core.
             let _ = z.multithread(threads);
-            let tar = walk::write_tar(upper, hash::HashingWriter::new(z), options.source_date_epoch)?;
+            let tar = walk::write_tar(
+                upper,
+                hash::HashingWriter::new(z),
+                options.source_date_epoch,
+            )?;
             let (z, diff_id, _) = tar.finish();
             (z.finish().map_err(LayerError::Write)?, diff_id)
         }
     };
     let (mut out, digest, size) = blob.finish();
     out.flush().map_err(LayerError::Write)?;
-    Ok(Layer { media_type: options.compression.media_type(), digest, size, diff_id })
+    Ok(Layer {
+        media_type: options.compression.media_type(),
+        digest,
+        size,
+        diff_id,
+    })
 }
 
 #[cfg(test)]

@@ -19,7 +19,10 @@ fn needs_root() -> bool {
     if is_root() {
         return true;
     }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "layer tests need root under CI=true");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "layer tests need root under CI=true"
+    );
     eprintln!("SKIP: not root: whiteout and overlay tests need root");
     false
 }
@@ -33,9 +36,12 @@ fn entries(tar_bytes: &[u8]) -> Vec<(String, tar::EntryType, u32, String)> {
         let path = String::from_utf8(e.path_bytes().into_owned()).unwrap();
         let (kind, mode) = (e.header().entry_type(), e.header().mode().unwrap());
         let extra = match kind {
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                e.link_name().unwrap().unwrap().to_string_lossy().into_owned()
-            }
+            tar::EntryType::Symlink | tar::EntryType::Link => e
+                .link_name()
+                .unwrap()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
             _ => {
                 let mut s = String::new();
                 e.read_to_string(&mut s).unwrap();
@@ -48,7 +54,10 @@ fn entries(tar_bytes: &[u8]) -> Vec<(String, tar::EntryType, u32, String)> {
 }
 
 fn sha(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("sha256:{hex}")
 }
 
@@ -68,17 +77,31 @@ fn plain_tree_in_name_order_with_links() {
     fs::set_permissions(up.join("a"), fs::Permissions::from_mode(0o4755)).unwrap();
     fs::hard_link(up.join("a"), up.join("c")).unwrap();
     symlink("b/z", up.join("s")).unwrap();
-    let opts = LayerOptions { compression: Compression::Uncompressed, source_date_epoch: None };
+    let opts = LayerOptions {
+        compression: Compression::Uncompressed,
+        source_date_epoch: None,
+    };
     let (l, blob) = layer(up, &opts);
-    assert_eq!((l.digest.as_str(), l.diff_id.as_str()), (sha(&blob).as_str(), sha(&blob).as_str()));
+    assert_eq!(
+        (l.digest.as_str(), l.diff_id.as_str()),
+        (sha(&blob).as_str(), sha(&blob).as_str())
+    );
     assert_eq!(l.size, blob.len() as u64);
     let got = entries(&blob);
-    let summary: Vec<(&str, tar::EntryType, &str)> =
-        got.iter().map(|(p, k, _, x)| (p.as_str(), *k, x.as_str())).collect();
+    let summary: Vec<(&str, tar::EntryType, &str)> = got
+        .iter()
+        .map(|(p, k, _, x)| (p.as_str(), *k, x.as_str()))
+        .collect();
     use tar::EntryType as T;
     assert_eq!(
         summary,
-        [("a", T::Regular, "aaa"), ("b/", T::Directory, ""), ("b/z", T::Regular, "zz"), ("c", T::Link, "a"), ("s", T::Symlink, "b/z")]
+        [
+            ("a", T::Regular, "aaa"),
+            ("b/", T::Directory, ""),
+            ("b/z", T::Regular, "zz"),
+            ("c", T::Link, "a"),
+            ("s", T::Symlink, "b/z")
+        ]
     );
     assert_eq!(got[0].2, 0o4755, "set-id bits survive");
 }
@@ -87,11 +110,22 @@ fn plain_tree_in_name_order_with_links() {
 fn output_is_deterministic_and_compressions_agree_on_diff_id() {
     let tmp = tempfile::tempdir().unwrap();
     for i in 0..50 {
-        fs::write(tmp.path().join(format!("f{i}")), format!("file {i}\n").repeat(100)).unwrap();
+        fs::write(
+            tmp.path().join(format!("f{i}")),
+            format!("file {i}\n").repeat(100),
+        )
+        .unwrap();
     }
     let mut diff_ids = BTreeMap::new();
-    for c in [Compression::Uncompressed, Compression::Gzip { level: 6 }, Compression::Zstd { level: 3 }] {
-        let opts = LayerOptions { compression: c, source_date_epoch: None };
+    for c in [
+        Compression::Uncompressed,
+        Compression::Gzip { level: 6 },
+        Compression::Zstd { level: 3 },
+    ] {
+        let opts = LayerOptions {
+            compression: c,
+            source_date_epoch: None,
+        };
         let (a, blob_a) = layer(tmp.path(), &opts);
         let (b, blob_b) = layer(tmp.path(), &opts);
         assert_eq!(blob_a, blob_b, "{c:?} output must not vary");
@@ -101,23 +135,38 @@ fn output_is_deterministic_and_compressions_agree_on_diff_id() {
             Compression::Uncompressed => blob_a.clone(),
             Compression::Gzip { .. } => {
                 let mut v = Vec::new();
-                flate2::read::GzDecoder::new(&blob_a[..]).read_to_end(&mut v).unwrap();
+                flate2::read::GzDecoder::new(&blob_a[..])
+                    .read_to_end(&mut v)
+                    .unwrap();
                 v
             }
             Compression::Zstd { .. } => zstd::decode_all(&blob_a[..]).unwrap(),
         };
-        assert_eq!(a.diff_id.as_str(), sha(&tar), "{c:?}: diff_id is the uncompressed tar's digest");
+        assert_eq!(
+            a.diff_id.as_str(),
+            sha(&tar),
+            "{c:?}: diff_id is the uncompressed tar's digest"
+        );
         assert_eq!(entries(&tar).len(), 50);
         diff_ids.insert(format!("{c:?}"), a.diff_id);
     }
-    assert_eq!(diff_ids.values().collect::<std::collections::HashSet<_>>().len(), 1);
+    assert_eq!(
+        diff_ids
+            .values()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        1
+    );
 }
 
 #[test]
 fn source_date_epoch_clamps_timestamps() {
     let tmp = tempfile::tempdir().unwrap();
     fs::write(tmp.path().join("new"), "x").unwrap();
-    let opts = LayerOptions { compression: Compression::Uncompressed, source_date_epoch: Some(1000) };
+    let opts = LayerOptions {
+        compression: Compression::Uncompressed,
+        source_date_epoch: Some(1000),
+    };
     let (first, blob) = layer(tmp.path(), &opts);
     let mut ar = tar::Archive::new(&blob[..]);
     let e = ar.entries().unwrap().next().unwrap().unwrap();
@@ -134,8 +183,12 @@ fn overlay_deletions_become_oci_whiteouts() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let (lower, upper, work, merged) =
-        (tmp.path().join("l"), tmp.path().join("u"), tmp.path().join("w"), tmp.path().join("m"));
+    let (lower, upper, work, merged) = (
+        tmp.path().join("l"),
+        tmp.path().join("u"),
+        tmp.path().join("w"),
+        tmp.path().join("m"),
+    );
     for d in [&lower, &upper, &work, &merged] {
         fs::create_dir(d).unwrap();
     }
@@ -144,9 +197,21 @@ fn overlay_deletions_become_oci_whiteouts() {
     fs::write(lower.join("replaced/old"), "x").unwrap();
     fs::create_dir(lower.join("kept")).unwrap();
     fs::write(lower.join("kept/deleted"), "x").unwrap();
-    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
     let opts = std::ffi::CString::new(opts).unwrap();
-    mount("overlay", &merged, "overlay", MountFlags::empty(), Some(opts.as_c_str())).expect("mount overlay");
+    mount(
+        "overlay",
+        &merged,
+        "overlay",
+        MountFlags::empty(),
+        Some(opts.as_c_str()),
+    )
+    .expect("mount overlay");
     let changed = (|| -> std::io::Result<()> {
         fs::remove_file(merged.join("gone"))?;
         fs::remove_dir_all(merged.join("replaced"))?;
@@ -158,8 +223,17 @@ fn overlay_deletions_become_oci_whiteouts() {
     unmount(&merged, UnmountFlags::empty()).unwrap();
     changed.unwrap();
 
-    let (_, blob) = layer(&upper, &LayerOptions { compression: Compression::Uncompressed, source_date_epoch: None });
-    let got: Vec<(String, tar::EntryType)> = entries(&blob).into_iter().map(|(p, k, _, _)| (p, k)).collect();
+    let (_, blob) = layer(
+        &upper,
+        &LayerOptions {
+            compression: Compression::Uncompressed,
+            source_date_epoch: None,
+        },
+    );
+    let got: Vec<(String, tar::EntryType)> = entries(&blob)
+        .into_iter()
+        .map(|(p, k, _, _)| (p, k))
+        .collect();
     use tar::EntryType as T;
     // In the order of the names in the upper directory: the whiteout of `gone` sorts as `gone`.
     let want = [
@@ -185,8 +259,21 @@ fn user_xattrs_travel_as_pax_records_and_overlay_ones_do_not() {
     fs::write(&f, "x").unwrap();
     rustix::fs::setxattr(&f, "user.note", b"hello", XattrFlags::empty()).unwrap();
     rustix::fs::setxattr(&f, "trusted.overlay.origin", b"o", XattrFlags::empty()).unwrap();
-    rustix::fs::mknodat(CWD, tmp.path().join("dev"), FileType::CharacterDevice, Mode::from_raw_mode(0o600), rustix::fs::makedev(1, 3)).unwrap();
-    let (_, blob) = layer(tmp.path(), &LayerOptions { compression: Compression::Uncompressed, source_date_epoch: None });
+    rustix::fs::mknodat(
+        CWD,
+        tmp.path().join("dev"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    let (_, blob) = layer(
+        tmp.path(),
+        &LayerOptions {
+            compression: Compression::Uncompressed,
+            source_date_epoch: None,
+        },
+    );
     let mut ar = tar::Archive::new(&blob[..]);
     let mut seen = Vec::new();
     for e in ar.entries().unwrap() {
@@ -194,7 +281,13 @@ fn user_xattrs_travel_as_pax_records_and_overlay_ones_do_not() {
         let path = e.path().unwrap().into_owned();
         if path == Path::new("dev") {
             assert_eq!(e.header().entry_type(), tar::EntryType::Char);
-            assert_eq!((e.header().device_major().unwrap(), e.header().device_minor().unwrap()), (Some(1), Some(3)));
+            assert_eq!(
+                (
+                    e.header().device_major().unwrap(),
+                    e.header().device_minor().unwrap()
+                ),
+                (Some(1), Some(3))
+            );
             continue;
         }
         for ext in e.pax_extensions().unwrap().into_iter().flatten() {
@@ -202,5 +295,8 @@ fn user_xattrs_travel_as_pax_records_and_overlay_ones_do_not() {
             seen.push((ext.key().unwrap().to_string(), ext.value_bytes().to_vec()));
         }
     }
-    assert_eq!(seen, [("SCHILY.xattr.user.note".to_string(), b"hello".to_vec())]);
+    assert_eq!(
+        seen,
+        [("SCHILY.xattr.user.note".to_string(), b"hello".to_vec())]
+    );
 }

@@ -28,16 +28,27 @@ struct Walker<W: Write> {
 }
 
 /// Writes the tar of `upper` into `out` and returns `out` once the archive is finished.
-pub(crate) fn write_tar<W: Write>(upper: &Path, out: W, epoch: Option<i64>) -> Result<W, LayerError> {
+pub(crate) fn write_tar<W: Write>(
+    upper: &Path,
+    out: W,
+    epoch: Option<i64>,
+) -> Result<W, LayerError> {
     let mut tar = Builder::new(out);
     tar.mode(tar::HeaderMode::Complete);
-    let mut w = Walker { tar, epoch, links: HashMap::new() };
+    let mut w = Walker {
+        tar,
+        epoch,
+        links: HashMap::new(),
+    };
     w.dir_contents(upper, b"")?;
     w.tar.into_inner().map_err(LayerError::Write)
 }
 
 fn read_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
-    move |source| LayerError::Read { path: path.to_path_buf(), source }
+    move |source| LayerError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl<W: Write> Walker<W> {
@@ -58,7 +69,13 @@ impl<W: Write> Walker<W> {
         Ok(())
     }
 
-    fn entry(&mut self, path: &Path, rel: &[u8], name: &OsStr, meta: &Metadata) -> Result<(), LayerError> {
+    fn entry(
+        &mut self,
+        path: &Path,
+        rel: &[u8],
+        name: &OsStr,
+        meta: &Metadata,
+    ) -> Result<(), LayerError> {
         let ft = meta.file_type();
         if ft.is_char_device() && meta.rdev() == 0 {
             // overlayfs whiteout: the lower path was deleted.
@@ -71,9 +88,13 @@ impl<W: Write> Walker<W> {
             return self.append(&mut h, &wh, io::empty(), &[]);
         }
         let xattrs = xattrs(path).map_err(read_err(path))?;
-        let opaque = xattrs.iter().any(|(k, v)| k == OPAQUE_XATTR && v.as_slice() == b"y");
-        let kept: Vec<(String, Vec<u8>)> =
-            xattrs.into_iter().filter(|(k, _)| !k.starts_with(OVERLAY_XATTR_PREFIX)).collect();
+        let opaque = xattrs
+            .iter()
+            .any(|(k, v)| k == OPAQUE_XATTR && v.as_slice() == b"y");
+        let kept: Vec<(String, Vec<u8>)> = xattrs
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with(OVERLAY_XATTR_PREFIX))
+            .collect();
 
         if ft.is_dir() {
             let mut h = self.header(meta, EntryType::Directory);
@@ -123,7 +144,10 @@ impl<W: Write> Walker<W> {
             };
             let mut h = self.header(meta, kind);
             h.set_size(0);
-            let (major, minor) = (rustix::fs::major(meta.rdev()), rustix::fs::minor(meta.rdev()));
+            let (major, minor) = (
+                rustix::fs::major(meta.rdev()),
+                rustix::fs::minor(meta.rdev()),
+            );
             h.set_device_major(major).map_err(LayerError::Write)?;
             h.set_device_minor(minor).map_err(LayerError::Write)?;
             self.append(&mut h, rel, io::empty(), &kept)
@@ -144,20 +168,39 @@ impl<W: Write> Walker<W> {
         h
     }
 
-    fn append(&mut self, h: &mut Header, path: &[u8], data: impl io::Read, xattrs: &[(String, Vec<u8>)]) -> Result<(), LayerError> {
+    fn append(
+        &mut self,
+        h: &mut Header,
+        path: &[u8],
+        data: impl io::Read,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> Result<(), LayerError> {
         if !xattrs.is_empty() {
-            let records: Vec<(String, &[u8])> =
-                xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice())).collect();
+            let records: Vec<(String, &[u8])> = xattrs
+                .iter()
+                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+                .collect();
             self.tar
                 .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
                 .map_err(LayerError::Write)?;
         }
-        self.tar.append_data(h, Path::new(OsStr::from_bytes(path)), data).map_err(LayerError::Write)
+        self.tar
+            .append_data(h, Path::new(OsStr::from_bytes(path)), data)
+            .map_err(LayerError::Write)
     }
 
-    fn append_link(&mut self, h: &mut Header, path: &[u8], target: &[u8]) -> Result<(), LayerError> {
+    fn append_link(
+        &mut self,
+        h: &mut Header,
+        path: &[u8],
+        target: &[u8],
+    ) -> Result<(), LayerError> {
         self.tar
-            .append_link(h, Path::new(OsStr::from_bytes(path)), Path::new(OsStr::from_bytes(target)))
+            .append_link(
+                h,
+                Path::new(OsStr::from_bytes(path)),
+                Path::new(OsStr::from_bytes(target)),
+            )
             .map_err(LayerError::Write)
     }
 }

@@ -31,22 +31,34 @@ pub struct SnapshotterConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { root: "/var/lib/oxkit".into(), log_level: "info".into(), snapshotter: SnapshotterConfig::default() }
+        Config {
+            root: "/var/lib/oxkit".into(),
+            log_level: "info".into(),
+            snapshotter: SnapshotterConfig::default(),
+        }
     }
 }
 
 impl Default for SnapshotterConfig {
     fn default() -> Self {
-        SnapshotterConfig { address: "/run/oxkit/snapshotter.sock".into(), mode: Mode::Overlay }
+        SnapshotterConfig {
+            address: "/run/oxkit/snapshotter.sock".into(),
+            mode: Mode::Overlay,
+        }
     }
 }
 
 impl Config {
     /// Defaults overlaid with the file at `path`.
     pub fn load(path: &Path) -> Result<Self, DaemonError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| DaemonError::ReadConfig { path: path.to_path_buf(), source })?;
-        Self::parse(&text).map_err(|source| DaemonError::ParseConfig { path: path.to_path_buf(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| DaemonError::ReadConfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|source| DaemonError::ParseConfig {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Defaults overlaid with TOML text.
@@ -56,9 +68,15 @@ impl Config {
 
     /// Checks settings that no type can: paths must be absolute.
     pub fn validate(&self) -> Result<(), DaemonError> {
-        for (key, value) in [("root", &self.root), ("snapshotter.address", &self.snapshotter.address)] {
+        for (key, value) in [
+            ("root", &self.root),
+            ("snapshotter.address", &self.snapshotter.address),
+        ] {
             if !value.is_absolute() {
-                return Err(DaemonError::RelativePath { key, value: value.clone() });
+                return Err(DaemonError::RelativePath {
+                    key,
+                    value: value.clone(),
+                });
             }
         }
         Ok(())
@@ -92,14 +110,21 @@ mod tests {
     fn unknown_keys_and_modes_are_rejected() {
         let err = Config::parse("roots = \"/x\"").unwrap_err().to_string();
         assert!(err.contains("roots"), "{err}");
-        let err = Config::parse("[snapshotter]\nmode = \"zfs\"").unwrap_err().to_string();
+        let err = Config::parse("[snapshotter]\nmode = \"zfs\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("zfs"), "{err}");
     }
 
     #[test]
     fn relative_paths_fail_validation() {
-        let mut c = Config::default();
-        c.root = "relative".into();
-        assert!(matches!(c.validate(), Err(DaemonError::RelativePath { key: "root", .. })));
+        let c = Config {
+            root: "relative".into(),
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(DaemonError::RelativePath { key: "root", .. })
+        ));
     }
 }

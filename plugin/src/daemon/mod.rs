@@ -13,8 +13,17 @@ pub use config::{Config, SnapshotterConfig};
 pub use error::DaemonError;
 
 /// Serves everything `config` asks for until `shutdown` resolves, then removes its sockets.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), DaemonError> {
-    serve_snapshotter(&config.root, config.snapshotter.mode, &config.snapshotter.address, shutdown).await
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
+    serve_snapshotter(
+        &config.root,
+        config.snapshotter.mode,
+        &config.snapshotter.address,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves only containerd's Snapshots API for the snapshotter at `root`, on `address`.
@@ -25,8 +34,11 @@ pub async fn serve_snapshotter(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
     // The socket first: a daemon already serving there is the likelier mistake, and says so.
-    let listener = oxkit_snapshotter::socket::bind(address)
-        .map_err(|source| DaemonError::Listen { address: address.to_path_buf(), source })?;
+    let listener =
+        oxkit_snapshotter::socket::bind(address).map_err(|source| DaemonError::Listen {
+            address: address.to_path_buf(),
+            source,
+        })?;
     let root_owned = root.to_path_buf();
     let opened = tokio::task::spawn_blocking(move || Snapshotter::open(root_owned, mode))
         .await
@@ -42,12 +54,18 @@ pub async fn serve_snapshotter(
     tracing::info!(root = %root.display(), mode = mode.as_str(), address = %address.display(), "serving snapshotter");
     let served = tonic::transport::Server::builder()
         .add_service(SnapshotService::new(sn).into_server())
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown,
+        )
         .await;
     if let Err(e) = std::fs::remove_file(address) {
         tracing::warn!(address = %address.display(), error = %e, "failed to remove socket");
     }
-    served.map_err(|source| DaemonError::Serve { address: address.to_path_buf(), source })?;
+    served.map_err(|source| DaemonError::Serve {
+        address: address.to_path_buf(),
+        source,
+    })?;
     tracing::info!("snapshotter stopped");
     Ok(())
 }

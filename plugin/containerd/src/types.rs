@@ -1,0 +1,159 @@
+//! The crate's own value types shared by several services: digests, descriptors, mounts, labels.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::ContainerdError;
+
+/// Labels of a containerd object (lease, snapshot, blob, image, container).
+pub type Labels = BTreeMap<String, String>;
+
+/// A content digest, `<algorithm>:<hex>`. Only `sha256` is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest(String);
+
+impl Digest {
+    /// The sha256 digest of `bytes`.
+    pub fn sha256_of(bytes: &[u8]) -> Self {
+        Self::from_sha256(Sha256::digest(bytes).as_slice())
+    }
+
+    /// The digest with the raw sha256 `hash`.
+    pub(crate) fn from_sha256(hash: &[u8]) -> Self {
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        Self(format!("sha256:{hex}"))
+    }
+
+    /// `sha256:<hex>`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hex part.
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+}
+
+impl FromStr for Digest {
+    type Err = ContainerdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let valid = s.strip_prefix("sha256:").is_some_and(|hex| {
+            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
+        if valid {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ContainerdError::InvalidDigest {
+                value: s.to_owned(),
+            })
+        }
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = ContainerdError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Digest> for String {
+    fn from(d: Digest) -> Self {
+        d.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An OCI content descriptor: what a blob is, its digest and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// The media type, e.g. `application/vnd.oci.image.layer.v1.tar+gzip`.
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// The digest of the blob.
+    pub digest: Digest,
+    /// The size of the blob in bytes.
+    pub size: u64,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    /// The descriptor of `bytes` with `media_type`.
+    pub fn of_bytes(media_type: impl Into<String>, bytes: &[u8]) -> Self {
+        Self {
+            media_type: media_type.into(),
+            digest: Digest::sha256_of(bytes),
+            size: bytes.len() as u64,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// A mount as containerd describes it: how to mount a snapshot (or anything else) somewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// The type: `bind`, `overlay`, `tmpfs`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The source: a directory for `bind`, the file system name otherwise.
+    pub source: String,
+    /// Mount options: flags (`ro`, `rbind`, `nosuid`, …) and `key=value` data (`lowerdir=…`).
+    pub options: Vec<String>,
+}
+
+impl Mount {
+    /// Whether the mount is read-only (has the `ro` option).
+    pub fn is_read_only(&self) -> bool {
+        self.options.iter().any(|o| o == "ro")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_parse_only_when_sha256_lowercase_hex() {
+        let good = Digest::sha256_of(b"");
+        assert_eq!(
+            good.as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(good.as_str().parse::<Digest>().unwrap(), good);
+        for bad in [
+            "",
+            "sha256:",
+            "sha512:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha256:e3b0",
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn descriptors_serialize_as_oci_json() {
+        let d = Descriptor::of_bytes("application/octet-stream", b"abc");
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["mediaType"], "application/octet-stream");
+        assert_eq!(json["size"], 3);
+        assert!(json.get("annotations").is_none());
+        let back: Descriptor = serde_json::from_value(json).unwrap();
+        assert_eq!(back, d);
+    }
+}
