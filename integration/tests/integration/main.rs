@@ -6,5 +6,6 @@
 
 mod containerd;
 mod daemon;
+mod exporter;
 mod fixture;
 mod snapshotter;

@@ -1,0 +1,419 @@
+//! The `type=image` export: layers, config, manifest and image record in containerd.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oxkit_containerd::{Client, Descriptor, Digest, Image, Labels, Mount};
+use oxkit_layer::{write_layer, LayerOptions};
+use serde_json::{json, Value};
+
+use crate::error::ctr;
+use crate::spec::{chain_ids, media, rfc3339, ImageConfig};
+use crate::{ExportError, ImageExportOptions};
+
+/// The label that makes an image config hold the snapshot of its top layer.
+const GC_SNAPSHOT_LABEL: &str = "containerd.io/gc.ref.snapshot.oxkit";
+
+/// The image a build started from: its layer blobs (already in the content store), their diff
+/// IDs and its config.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    /// The image's name.
+    pub name: String,
+    /// Layer descriptors, bottom first.
+    pub layers: Vec<Descriptor>,
+    /// The config.
+    pub config: ImageConfig,
+}
+
+impl BaseImage {
+    /// Reads image `name` from containerd's store (a single-platform manifest).
+    pub async fn load(client: &Client, name: &str) -> Result<Self, ExportError> {
+        let bad = |reason: String| ExportError::BaseImage {
+            name: name.into(),
+            reason,
+        };
+        let image = client
+            .images()
+            .get(name)
+            .await
+            .map_err(ctr(format!("failed to look up image {name}")))?;
+        let mt = image.target.media_type.as_str();
+        if mt != media::MANIFEST && mt != media::DOCKER_MANIFEST {
+            return Err(bad(format!(
+                "its target is {mt}; only single-platform manifests are supported yet"
+            )));
+        }
+        let manifest: Value = read_json(client, &image.target.digest).await?;
+        let layers: Vec<Descriptor> = serde_json::from_value(manifest["layers"].clone())
+            .map_err(|e| bad(format!("its manifest's layers do not parse: {e}")))?;
+        let config_digest: Digest = manifest["config"]["digest"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| bad("its manifest has no config digest".into()))?;
+        let config = ImageConfig(read_json(client, &config_digest).await?);
+        if config.diff_ids().len() != layers.len() {
+            return Err(bad(
+                "its config and manifest disagree on the number of layers".into(),
+            ));
+        }
+        Ok(BaseImage {
+            name: name.into(),
+            layers,
+            config,
+        })
+    }
+}
+
+async fn read_json(client: &Client, digest: &Digest) -> Result<Value, ExportError> {
+    let bytes = client
+        .content()
+        .read_to_vec(digest)
+        .await
+        .map_err(ctr(format!("failed to read blob {digest}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| ExportError::BaseImage {
+        name: digest.to_string(),
+        reason: format!("blob is not JSON: {e}"),
+    })
+}
+
+/// What an export produced.
+#[derive(Debug, Clone)]
+pub struct ExportedImage {
+    /// The manifest the image records point at.
+    pub manifest: Descriptor,
+    /// The config's digest (what `docker images` calls the image ID).
+    pub config: Digest,
+    /// Chain IDs of all layers, bottom first; each names a committed oxkit snapshot.
+    pub chain_ids: Vec<String>,
+    /// How many layers were written by this export (not taken from the base image).
+    pub new_layers: usize,
+}
+
+/// Exports build results as images into containerd's store through a leased client.
+pub struct ImageExporter {
+    client: Client,
+    scratch: PathBuf,
+}
+
+impl ImageExporter {
+    /// An exporter using `client` (scope it with the build's lease) and `scratch` for temporary
+    /// blob files.
+    pub fn new(client: Client, scratch: impl Into<PathBuf>) -> Self {
+        ImageExporter {
+            client,
+            scratch: scratch.into(),
+        }
+    }
+
+    /// Exports committed snapshot `top` — built on `base`'s top layer, or on nothing — as
+    /// `options.names`.
+    pub async fn export(
+        &self,
+        top: &str,
+        base: Option<&BaseImage>,
+        options: &ImageExportOptions,
+    ) -> Result<ExportedImage, ExportError> {
+        let base_chain = base
+            .map(|b| chain_ids(&b.config.diff_ids()))
+            .unwrap_or_default();
+        let new = self.new_snapshots(top, base_chain.last()).await?;
+
+        let mut config = base.map_or_else(ImageConfig::scratch, |b| b.config.clone());
+        let mut layers = base.map(|b| b.layers.clone()).unwrap_or_default();
+        let now = rfc3339(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        );
+        for snapshot in &new {
+            let (desc, diff_id) = self.write_layer(snapshot, options).await?;
+            config.push_layer(&diff_id, &now, &format!("oxkit: snapshot {snapshot}"));
+            layers.push(desc);
+        }
+        let chain = chain_ids(&config.diff_ids());
+        self.ensure_chain_snapshots(&chain, &layers).await?;
+
+        let top_chain = chain.last().cloned().unwrap_or_default();
+        let mut config_labels = Labels::new();
+        if !top_chain.is_empty() {
+            config_labels.insert(GC_SNAPSHOT_LABEL.into(), top_chain.clone());
+        }
+        let config_blob = config.to_bytes();
+        let config_desc = self
+            .client
+            .content()
+            .write_bytes(media::CONFIG, &config_blob, &config_labels)
+            .await
+            .map_err(ctr("failed to write the image config"))?
+            .descriptor;
+
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": media::MANIFEST,
+            "config": config_desc,
+            "layers": layers,
+        });
+        let manifest_blob = serde_json::to_vec(&manifest).expect("a JSON value always serialises");
+        let mut manifest_labels = Labels::new();
+        manifest_labels.insert(
+            "containerd.io/gc.ref.content.config".into(),
+            config_desc.digest.to_string(),
+        );
+        for (i, l) in layers.iter().enumerate() {
+            manifest_labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                l.digest.to_string(),
+            );
+        }
+        let manifest_desc = self
+            .client
+            .content()
+            .write_bytes(media::MANIFEST, &manifest_blob, &manifest_labels)
+            .await
+            .map_err(ctr("failed to write the image manifest"))?
+            .descriptor;
+        for name in &options.names {
+            self.client
+                .images()
+                .create_or_update(&Image::new(name.clone(), manifest_desc.clone()))
+                .await
+                .map_err(ctr(format!("failed to record image {name}")))?;
+        }
+        Ok(ExportedImage {
+            manifest: manifest_desc,
+            config: config_desc.digest,
+            chain_ids: chain,
+            new_layers: new.len(),
+        })
+    }
+
+    /// The committed snapshots from just above `base_top` up to `top`, bottom first.
+    async fn new_snapshots(
+        &self,
+        top: &str,
+        base_top: Option<&String>,
+    ) -> Result<Vec<String>, ExportError> {
+        let mut chain = Vec::new();
+        let mut current = Some(top.to_string());
+        while let Some(name) = current {
+            if Some(&name) == base_top {
+                chain.reverse();
+                return Ok(chain);
+            }
+            let info = self
+                .client
+                .snapshots()
+                .stat(&name)
+                .await
+                .map_err(ctr(format!("failed to stat snapshot {name}")))?;
+            current = info.parent;
+            chain.push(name);
+        }
+        match base_top {
+            Some(b) => Err(ExportError::BaseImage {
+                name: b.clone(),
+                reason: format!("snapshot {top:?} is not built on this base image's top layer"),
+            }),
+            None => {
+                chain.reverse();
+                Ok(chain)
+            }
+        }
+    }
+
+    /// Writes the layer of committed `snapshot` (its upper directory) into the content store.
+    async fn write_layer(
+        &self,
+        snapshot: &str,
+        options: &ImageExportOptions,
+    ) -> Result<(Descriptor, String), ExportError> {
+        let view = format!("export-view-{}-{}", std::process::id(), unique());
+        let mounts = self
+            .client
+            .snapshots()
+            .view(&view, Some(snapshot), &Labels::new())
+            .await;
+        let mounts = mounts.map_err(ctr(format!("failed to view snapshot {snapshot}")))?;
+        let result = async {
+            let upper = upper_dir(snapshot, &mounts)?;
+            let tmp = tempfile::NamedTempFile::new_in(&self.scratch).map_err(|source| {
+                ExportError::Io {
+                    what: format!(
+                        "failed to create a temporary blob in {}",
+                        self.scratch.display()
+                    ),
+                    source,
+                }
+            })?;
+            let path = tmp.path().to_path_buf();
+            let opts = LayerOptions {
+                compression: options.compression,
+                source_date_epoch: None,
+            };
+            let snap = snapshot.to_string();
+            let layer = tokio::task::spawn_blocking(move || {
+                let file = std::fs::File::create(&path).map_err(|source| ExportError::Io {
+                    what: format!("failed to open {}", path.display()),
+                    source,
+                })?;
+                write_layer(
+                    &upper,
+                    std::io::BufWriter::with_capacity(1 << 20, file),
+                    &opts,
+                )
+                .map_err(|source| ExportError::Layer {
+                    snapshot: snap,
+                    source,
+                })
+            })
+            .await
+            .map_err(|e| ExportError::Io {
+                what: "layer writer task failed".into(),
+                source: std::io::Error::other(e),
+            })??;
+            let file =
+                tokio::fs::File::open(tmp.path())
+                    .await
+                    .map_err(|source| ExportError::Io {
+                        what: "failed to reopen the layer blob".into(),
+                        source,
+                    })?;
+            let digest: Digest = layer
+                .digest
+                .as_str()
+                .parse()
+                .map_err(ctr("the layer digest"))?;
+            let outcome = self
+                .client
+                .content()
+                .write(
+                    layer.media_type,
+                    Some((&digest, layer.size)),
+                    file,
+                    &Labels::new(),
+                )
+                .await
+                .map_err(ctr(format!(
+                    "failed to store the layer of snapshot {snapshot}"
+                )))?;
+            Ok((outcome.descriptor, layer.diff_id.to_string()))
+        }
+        .await;
+        if let Err(e) = self.client.snapshots().remove(&view).await {
+            tracing::warn!(view, error = %e, "failed to remove an export view");
+        }
+        result
+    }
+
+    /// Makes sure every layer exists as a committed snapshot named by its chain ID (what
+    /// containerd's unpacker looks for), applying the layer blob where one is missing — so the
+    /// image runs with `--snapshotter oxkit` without any unpacking at run time.
+    async fn ensure_chain_snapshots(
+        &self,
+        chain: &[String],
+        layers: &[Descriptor],
+    ) -> Result<(), ExportError> {
+        let sn = self.client.snapshots();
+        for (i, (id, layer)) in chain.iter().zip(layers).enumerate() {
+            match sn.stat(id).await {
+                Ok(_) => continue,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(ctr(format!("failed to stat snapshot {id}"))(e)),
+            }
+            let parent = (i > 0).then(|| chain[i - 1].as_str());
+            let key = format!("export-apply-{}-{}", std::process::id(), unique());
+            let mounts = sn
+                .prepare(&key, parent, &Labels::new())
+                .await
+                .map_err(ctr(format!("failed to prepare the snapshot of layer {id}")))?;
+            let applied = async {
+                self.client
+                    .diff()
+                    .apply(layer, &mounts)
+                    .await
+                    .map_err(ctr(format!("failed to apply layer {}", layer.digest)))?;
+                match sn.commit(id, &key, &Labels::new()).await {
+                    Err(e) if e.is_already_exists() => Ok(()),
+                    other => other.map_err(ctr(format!("failed to commit snapshot {id}"))),
+                }
+            }
+            .await;
+            if applied.is_err() || sn.stat(&key).await.is_ok() {
+                let _ = sn.remove(&key).await;
+            }
+            applied?;
+        }
+        Ok(())
+    }
+}
+
+/// The upper directory of a committed oxkit snapshot, from the mounts of a view of it: a view of a
+/// single layer is a read-only bind of that layer, a view of more is an overlay whose first lower
+/// directory is the top layer.
+fn upper_dir(snapshot: &str, mounts: &[Mount]) -> Result<PathBuf, ExportError> {
+    let detail = || format!("{mounts:?}");
+    let none = || ExportError::NoUpperDir {
+        snapshot: snapshot.into(),
+        detail: detail(),
+    };
+    let [m] = mounts else { return Err(none()) };
+    let dir = match m.kind.as_str() {
+        "bind" => PathBuf::from(&m.source),
+        "overlay" => m
+            .options
+            .iter()
+            .find_map(|o| o.strip_prefix("lowerdir="))
+            .and_then(|l| l.split(':').next())
+            .map(PathBuf::from)
+            .ok_or_else(none)?,
+        _ => return Err(none()),
+    };
+    if Path::new(&dir).is_dir() {
+        Ok(dir)
+    } else {
+        Err(none())
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(kind: &str, source: &str, options: &[&str]) -> Mount {
+        Mount {
+            kind: kind.into(),
+            source: source.into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn upper_dir_comes_from_oxkit_view_mounts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let bind = [mount("bind", a.to_str().unwrap(), &["ro", "rbind"])];
+        assert_eq!(upper_dir("s", &bind).unwrap(), a);
+        let lower = format!("lowerdir={}:{}", b.display(), a.display());
+        let overlay = [mount("overlay", "overlay", &["index=off", &lower])];
+        assert_eq!(upper_dir("s", &overlay).unwrap(), b);
+        for bad in [
+            vec![],
+            vec![mount("tmpfs", "tmpfs", &[])],
+            vec![mount("overlay", "overlay", &["index=off"])],
+        ] {
+            assert!(
+                matches!(upper_dir("s", &bad), Err(ExportError::NoUpperDir { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+}

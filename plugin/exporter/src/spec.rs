@@ -1,0 +1,144 @@
+//! OCI image config and manifest documents, and chain IDs.
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+/// OCI media types the exporter writes.
+pub(crate) mod media {
+    pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+}
+
+/// Chain IDs of a stack of diff IDs, bottom first: the first is the first diff ID, each next one
+/// is `sha256(previous + " " + diff ID)` — the names containerd gives unpacked layer snapshots.
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => {
+                let hex: String = Sha256::digest(format!("{prev} {d}"))
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("sha256:{hex}")
+            }
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// An image config under construction: the base image's, or an empty one for this platform.
+#[derive(Debug, Clone)]
+pub struct ImageConfig(pub(crate) Value);
+
+impl ImageConfig {
+    /// The config of a `FROM scratch` image for the host platform.
+    pub fn scratch() -> Self {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        ImageConfig(json!({
+            "architecture": arch,
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "history": [],
+        }))
+    }
+
+    /// The diff IDs listed in the config.
+    pub fn diff_ids(&self) -> Vec<String> {
+        self.0["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Adds one layer: its diff ID and a history entry.
+    pub(crate) fn push_layer(&mut self, diff_id: &str, created: &str, created_by: &str) {
+        if !self.0["rootfs"].is_object() {
+            self.0["rootfs"] = json!({"type": "layers", "diff_ids": []});
+        }
+        match self.0["rootfs"]["diff_ids"].as_array_mut() {
+            Some(ids) => ids.push(json!(diff_id)),
+            None => self.0["rootfs"]["diff_ids"] = json!([diff_id]),
+        }
+        let entry = json!({"created": created, "created_by": created_by});
+        match self.0["history"].as_array_mut() {
+            Some(h) => h.push(entry),
+            None => self.0["history"] = json!([entry]),
+        }
+        self.0["created"] = json!(created);
+    }
+
+    /// The config as bytes.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.0).expect("a JSON value always serialises")
+    }
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_definition() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let ids = chain_ids(&[d('a'), d('b')]);
+        assert_eq!(ids[0], d('a'));
+        let hex: String = Sha256::digest(format!("{} {}", d('a'), d('b')))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(ids[1], format!("sha256:{hex}"));
+        assert!(chain_ids(&[]).is_empty());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn layers_extend_rootfs_and_history() {
+        let mut c = ImageConfig::scratch();
+        c.push_layer("sha256:1", "2026-01-01T00:00:00Z", "RUN a");
+        c.push_layer("sha256:2", "2026-01-01T00:00:00Z", "RUN b");
+        assert_eq!(c.diff_ids(), ["sha256:1", "sha256:2"]);
+        assert_eq!(c.0["history"].as_array().unwrap().len(), 2);
+        assert_eq!(c.0["created"], "2026-01-01T00:00:00Z");
+    }
+}
