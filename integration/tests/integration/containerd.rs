@@ -118,8 +118,10 @@ fn a_leased_snapshot_survives_gc_until_its_lease_is_deleted() -> Result {
             .snapshots()
             .prepare(&loose, None, &Labels::new())
             .await?;
+        // Only the leased one is sure to be listed: containerd may collect the loose one at any
+        // moment (its scheduler runs on mutations), which is the point of the control.
         let keys = ctr_snapshot_keys(&fx)?;
-        assert!(keys.contains(&held) && keys.contains(&loose), "{keys:?}");
+        assert!(keys.contains(&held), "{keys:?}");
 
         fx.collect_garbage()?;
         let keys = ctr_snapshot_keys(&fx)?;

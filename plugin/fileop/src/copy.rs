@@ -1,0 +1,483 @@
+//! The copy action, with BuildKit's (fsutil's) semantics: wildcard sources, follow-symlink,
+//! Docker's destination rules, include/exclude patterns, owner, mode and timestamp overrides,
+//! hard links kept, xattrs, device nodes and fifos copied as such. Every destination entry is
+//! checked with `lstat` before it is written, so an existing symlink in the destination is
+//! replaced or refused, never written through.
+
+use crate::error::FileOpError;
+use crate::fsmeta;
+use crate::pattern::{glob_match, has_wildcard, ExcludeMatcher, IncludeMatcher};
+use crate::resolve::{clean_abs, resolve};
+use oxkit_llb::op::Copy;
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const ACTION: &str = "copy";
+
+/// One thing a copy reads: `rel` is relative to the selected source (`""` for the source itself).
+pub(crate) struct Entry {
+    pub rel: String,
+    pub host: PathBuf,
+    pub meta: Metadata,
+}
+
+/// Include and exclude patterns of a copy.
+pub(crate) struct Filter {
+    include: IncludeMatcher,
+    exclude: ExcludeMatcher,
+}
+
+impl Filter {
+    pub(crate) fn new(include: &[String], exclude: &[String]) -> Result<Self, FileOpError> {
+        let invalid = |reason| FileOpError::Invalid {
+            action: ACTION,
+            reason,
+        };
+        Ok(Filter {
+            include: IncludeMatcher::new(include).map_err(invalid)?,
+            exclude: ExcludeMatcher::new(exclude).map_err(invalid)?,
+        })
+    }
+}
+
+/// A selected source: its path inside the source root and its host path.
+pub(crate) struct Selected {
+    pub path: String,
+    pub host: PathBuf,
+    pub meta: Metadata,
+}
+
+/// Resolves `src` inside `root` into the sources a copy reads: one, or each wildcard match (in
+/// lexical order). The last component is followed only with `follow`.
+pub(crate) fn select(
+    root: &Path,
+    src: &str,
+    follow: bool,
+    allow_wildcard: bool,
+    allow_empty_wildcard: bool,
+) -> Result<Vec<Selected>, FileOpError> {
+    let clean = clean_abs(src);
+    let paths = if allow_wildcard && has_wildcard(&clean) {
+        let comps: Vec<&str> = clean.split('/').filter(|c| !c.is_empty()).collect();
+        let first = comps.iter().position(|c| has_wildcard(c)).unwrap_or(0);
+        let base = format!("/{}", comps[..first].join("/"));
+        let pattern = comps[first..].join("/");
+        let base_host = resolve(ACTION, root, &base, true)?;
+        let mut found = Vec::new();
+        walk_matches(&base_host, "", &pattern, &mut found);
+        let found: Vec<String> = found
+            .into_iter()
+            .map(|rel| clean_abs(&format!("{base}/{rel}")))
+            .collect();
+        if found.is_empty() {
+            if allow_empty_wildcard {
+                return Ok(Vec::new());
+            }
+            return Err(FileOpError::NoMatch {
+                action: ACTION,
+                path: clean,
+            });
+        }
+        found
+    } else {
+        vec![clean]
+    };
+    let mut out = Vec::new();
+    for path in paths {
+        let host = resolve(ACTION, root, &path, follow)?;
+        let meta = std::fs::symlink_metadata(&host).map_err(|e| match e.kind() {
+            ErrorKind::NotFound | ErrorKind::NotADirectory => FileOpError::NotFound {
+                action: ACTION,
+                path: path.clone(),
+                which: "source",
+            },
+            _ => FileOpError::io(ACTION, &path, "lstat", &host, e),
+        })?;
+        out.push(Selected { path, host, meta });
+    }
+    Ok(out)
+}
+
+/// Like Go's `filepath.Walk` + `filepath.Match`: every path under `dir` (not following symlinks)
+/// whose relative path matches `pattern`; a matching directory is not entered.
+fn walk_matches(dir: &Path, rel: &str, pattern: &str, out: &mut Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    names.sort();
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        let child_rel = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let host = dir.join(&name);
+        let is_dir = std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir());
+        if glob_match(pattern, &child_rel) {
+            out.push(child_rel);
+        } else if is_dir {
+            walk_matches(&host, &child_rel, pattern, out);
+        }
+    }
+}
+
+/// Lists what copying `sel` reads, in pre-order, names sorted, include/exclude applied below
+/// the source itself. With include patterns, a directory is listed only if it matched fully or
+/// something inside it is listed.
+pub(crate) fn collect(sel: &Selected, filter: &Filter) -> Result<Vec<Entry>, FileOpError> {
+    let mut out = vec![Entry {
+        rel: String::new(),
+        host: sel.host.clone(),
+        meta: sel.meta.clone(),
+    }];
+    if sel.meta.is_dir() {
+        walk(
+            &sel.path,
+            &sel.host,
+            "",
+            filter,
+            filter.include.is_empty(),
+            &mut out,
+        )?;
+    }
+    Ok(out)
+}
+
+fn walk(
+    src_path: &str,
+    dir: &Path,
+    rel: &str,
+    filter: &Filter,
+    fully_included: bool,
+    out: &mut Vec<Entry>,
+) -> Result<bool, FileOpError> {
+    let io = |op, h: &Path, e| FileOpError::io(ACTION, src_path, op, h, e);
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| io("readdir", dir, e))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| io("readdir", dir, e))?;
+    names.sort();
+    let mut any = false;
+    for name in names {
+        let name_s = name.to_string_lossy();
+        let child_rel = if rel.is_empty() {
+            name_s.into_owned()
+        } else {
+            format!("{rel}/{name_s}")
+        };
+        let host = dir.join(&name);
+        let meta = std::fs::symlink_metadata(&host).map_err(|e| io("lstat", &host, e))?;
+        let is_dir = meta.is_dir();
+        let mut full = fully_included;
+        if !fully_included {
+            let (inc, f) = filter.include.check(&child_rel, is_dir);
+            if !inc {
+                continue;
+            }
+            full = f;
+        }
+        if filter.exclude.excluded(&child_rel, is_dir) {
+            continue;
+        }
+        let idx = out.len();
+        out.push(Entry {
+            rel: child_rel.clone(),
+            host: host.clone(),
+            meta,
+        });
+        if is_dir {
+            let inner = walk(src_path, &host, &child_rel, filter, full, out)?;
+            if !full && !inner {
+                out.truncate(idx);
+                continue;
+            }
+        }
+        any = true;
+    }
+    Ok(any)
+}
+
+/// Creates the missing directories of `host` (a host path under `root` whose existing part has
+/// no symlinks, as [`resolve`] returns) with `mode`, owner and timestamp applied to the ones
+/// created (times last, deepest first, so creating a child does not undo its parent's). An
+/// existing non-directory on the way is an error. Returns the directories created, top first.
+pub(crate) fn mkdir_all(
+    action: &'static str,
+    path: &str,
+    root: &Path,
+    host: &Path,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    timestamp: Option<i64>,
+) -> Result<Vec<PathBuf>, FileOpError> {
+    let rel = host
+        .strip_prefix(root)
+        .map_err(|_| FileOpError::EscapesRoot {
+            action,
+            path: path.to_string(),
+        })?;
+    let mut cur = root.to_path_buf();
+    let mut created = Vec::new();
+    for c in rel.components() {
+        cur.push(c);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => {
+                return Err(FileOpError::WrongType {
+                    action,
+                    path: path.to_string(),
+                    reason: "a parent is not a directory",
+                })
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(FileOpError::io(action, path, "lstat", &cur, e)),
+        }
+        let io = |op, e| FileOpError::io(action, path, op, &cur, e);
+        std::fs::create_dir(&cur).map_err(|e| io("mkdir", e))?;
+        fsmeta::chmod(&cur, mode).map_err(|e| io("chmod", e))?;
+        if let Some((u, g)) = owner {
+            fsmeta::lchown(&cur, u, g).map_err(|e| io("chown", e))?;
+        }
+        created.push(cur.clone());
+    }
+    set_dir_times(action, path, &created, timestamp)?;
+    Ok(created)
+}
+
+/// Sets `timestamp` (if any) on `dirs`, deepest first.
+pub(crate) fn set_dir_times(
+    action: &'static str,
+    path: &str,
+    dirs: &[PathBuf],
+    timestamp: Option<i64>,
+) -> Result<(), FileOpError> {
+    if let Some(t) = timestamp {
+        for d in dirs.iter().rev() {
+            fsmeta::set_times(d, t, t)
+                .map_err(|e| FileOpError::io(action, path, "utimes", d, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a copy action from `src_root` into `dest_root`; `owner` is the resolved owner override.
+pub(crate) fn copy(
+    dest_root: &Path,
+    src_root: &Path,
+    c: &Copy,
+    owner: Option<(u32, u32)>,
+) -> Result<(), FileOpError> {
+    let filter = Filter::new(&c.include_patterns, &c.exclude_patterns)?;
+    let dest_clean = clean_abs(&c.dest);
+    if !c.create_dest_path {
+        let p = resolve(ACTION, dest_root, &dest_clean, true)?;
+        let parent = p
+            .parent()
+            .filter(|p| p.starts_with(dest_root))
+            .unwrap_or(dest_root);
+        if !parent.is_dir() {
+            return Err(FileOpError::NotFound {
+                action: ACTION,
+                path: dest_clean,
+                which: "destination (its parent directory is missing; set create_dest_path)",
+            });
+        }
+    }
+    let sources = select(
+        src_root,
+        &c.src,
+        c.follow_symlink,
+        c.allow_wildcard,
+        c.allow_empty_wildcard,
+    )?;
+    // Docker's rule: a destination ending in `/` (or `/.`) is a directory to copy into.
+    let dest_is_dir = c.dest.ends_with('/') || c.dest.ends_with("/.") || dest_clean == "/";
+    let ensure = if dest_is_dir {
+        dest_clean.clone()
+    } else {
+        clean_abs(&format!("{dest_clean}/.."))
+    };
+    let ensure_host = resolve(ACTION, dest_root, &ensure, true)?;
+    let mut created = mkdir_all(
+        ACTION,
+        &dest_clean,
+        dest_root,
+        &ensure_host,
+        0o755,
+        owner,
+        c.timestamp,
+    )?;
+    let dst_host = resolve(ACTION, dest_root, &dest_clean, true)?;
+
+    let mut copier = Copier {
+        c,
+        owner,
+        dest_path: &dest_clean,
+        inodes: HashMap::new(),
+    };
+    for sel in &sources {
+        let src_is_dir = sel.meta.is_dir();
+        let dest_meta = std::fs::metadata(&dst_host).ok();
+        let dest_exists_dir = dest_meta.as_ref().is_some_and(|m| m.is_dir());
+        let mut target = dst_host.clone();
+        if (!c.dir_copy_contents && src_is_dir && dest_meta.is_some())
+            || (!src_is_dir && dest_exists_dir)
+        {
+            if let Some(base) = Path::new(&sel.path).file_name() {
+                target.push(base);
+            }
+        }
+        let parent = if c.dir_copy_contents && src_is_dir && dest_meta.is_none() {
+            target.clone()
+        } else {
+            target.parent().unwrap_or(dest_root).to_path_buf()
+        };
+        created.extend(mkdir_all(
+            ACTION,
+            &dest_clean,
+            dest_root,
+            &parent,
+            0o755,
+            owner,
+            c.timestamp,
+        )?);
+        let entries = collect(sel, &filter)?;
+        copier.copy_entries(&sel.path, &entries, &target)?;
+    }
+    // Copying into the parents created above changed their times; set them again.
+    set_dir_times(ACTION, &dest_clean, &created, c.timestamp)
+}
+
+struct Copier<'a> {
+    c: &'a Copy,
+    owner: Option<(u32, u32)>,
+    dest_path: &'a str,
+    inodes: HashMap<(u64, u64), PathBuf>,
+}
+
+impl Copier<'_> {
+    fn io(&self, op: &'static str, host: &Path, e: std::io::Error) -> FileOpError {
+        FileOpError::io(ACTION, self.dest_path, op, host, e)
+    }
+
+    fn wrong(&self, reason: &'static str) -> FileOpError {
+        FileOpError::WrongType {
+            action: ACTION,
+            path: self.dest_path.to_string(),
+            reason,
+        }
+    }
+
+    fn copy_entries(
+        &mut self,
+        src_path: &str,
+        entries: &[Entry],
+        target: &Path,
+    ) -> Result<(), FileOpError> {
+        let mut dirs: Vec<(PathBuf, &Entry, bool)> = Vec::new();
+        for e in entries {
+            let t = if e.rel.is_empty() {
+                target.to_path_buf()
+            } else {
+                target.join(&e.rel)
+            };
+            let existing = match std::fs::symlink_metadata(&t) {
+                Ok(m) => Some(m),
+                Err(err) if err.kind() == ErrorKind::NotFound => None,
+                Err(err) => return Err(self.io("lstat", &t, err)),
+            };
+            if e.meta.is_dir() {
+                let created = match existing {
+                    Some(m) if m.is_dir() => false,
+                    Some(_) if self.c.always_replace_existing_dest_paths => {
+                        std::fs::remove_file(&t).map_err(|err| self.io("remove", &t, err))?;
+                        std::fs::create_dir(&t).map_err(|err| self.io("mkdir", &t, err))?;
+                        true
+                    }
+                    Some(_) => {
+                        return Err(self.wrong("cannot copy a directory onto a non-directory"))
+                    }
+                    None => {
+                        std::fs::create_dir(&t).map_err(|err| self.io("mkdir", &t, err))?;
+                        true
+                    }
+                };
+                dirs.push((t, e, created));
+                continue;
+            }
+            match existing {
+                Some(m) if m.is_dir() => {
+                    if !self.c.always_replace_existing_dest_paths {
+                        return Err(self.wrong("cannot replace a directory with a non-directory"));
+                    }
+                    std::fs::remove_dir_all(&t).map_err(|err| self.io("remove", &t, err))?;
+                }
+                Some(_) => std::fs::remove_file(&t).map_err(|err| self.io("remove", &t, err))?,
+                None => {}
+            }
+            let ft = e.meta.file_type();
+            if ft.is_file() {
+                if e.meta.nlink() > 1 {
+                    let key = (e.meta.dev(), e.meta.ino());
+                    if let Some(first) = self.inodes.get(&key) {
+                        std::fs::hard_link(first, &t).map_err(|err| self.io("link", &t, err))?;
+                        continue;
+                    }
+                    self.inodes.insert(key, t.clone());
+                }
+                let mut from = std::fs::File::open(&e.host)
+                    .map_err(|err| FileOpError::io(ACTION, src_path, "open", &e.host, err))?;
+                // create_new: O_EXCL never follows a symlink planted at the target.
+                let mut to = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(&t)
+                    .map_err(|err| self.io("create", &t, err))?;
+                std::io::copy(&mut from, &mut to).map_err(|err| self.io("write", &t, err))?;
+            } else if ft.is_symlink() {
+                let link = std::fs::read_link(&e.host)
+                    .map_err(|err| FileOpError::io(ACTION, src_path, "readlink", &e.host, err))?;
+                std::os::unix::fs::symlink(&link, &t).map_err(|err| self.io("symlink", &t, err))?;
+            } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+                fsmeta::mknod_like(&t, &e.meta).map_err(|err| self.io("mknod", &t, err))?;
+            } else {
+                tracing::warn!(path = %e.host.display(), "copy: skipping socket");
+                continue;
+            }
+            self.finish(e, &t)?;
+        }
+        // Directories last, deepest first, so writing their contents does not undo their times.
+        for (t, e, created) in dirs.into_iter().rev() {
+            if !e.rel.is_empty() || created {
+                self.finish(e, &t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Owner, mode, xattrs and times of a copied entry.
+    fn finish(&self, e: &Entry, t: &Path) -> Result<(), FileOpError> {
+        let (uid, gid) = self.owner.unwrap_or((e.meta.uid(), e.meta.gid()));
+        fsmeta::lchown(t, uid, gid).map_err(|err| self.io("chown", t, err))?;
+        let is_link = e.meta.file_type().is_symlink();
+        if !is_link {
+            let mode = self.c.mode.unwrap_or(e.meta.mode());
+            fsmeta::chmod(t, mode).map_err(|err| self.io("chmod", t, err))?;
+        }
+        fsmeta::copy_xattrs(&e.host, t);
+        let (a, m) = match self.c.timestamp {
+            Some(ts) => (ts, ts),
+            None => fsmeta::times_of(&e.meta),
+        };
+        fsmeta::set_times(t, a, m).map_err(|err| self.io("utimes", t, err))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! oxkit's file op: applies LLB file actions (copy, mkdir, mkfile, rm, symlink) to directory trees
+//! the worker has already mounted, resolving every path inside its root so that no symlink or `..`
+//! in an image or a source makes an action read or write outside it. Also computes the content
+//! checksum of what a copy reads, for content-based cache keys.
+
+mod action;
+mod checksum;
+mod copy;
+mod error;
+mod fsmeta;
+mod pattern;
+mod resolve;
+mod user;
+
+pub use action::{apply, FileOpPlan, PlannedAction};
+pub use checksum::{content_checksum, ChecksumOptions};
+pub use error::FileOpError;
+pub use pattern::{glob_match, ExcludeMatcher, IncludeMatcher};
+pub use resolve::{resolve_in_root, resolve_parent_in_root};
+pub use user::{resolve_owner, EtcFiles, UserLookup};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1042 @@
+//! Tests of the actions through the public API, on temp dirs. Tests that chown or mknod need
+//! root: they skip loudly elsewhere, and fail under `CI=true`.
+
+use crate::*;
+use oxkit_llb::op::{
+    Chown, Copy, FileAction, FileActionKind, FileInput, FileOp, Mkdir, Mkfile, Rm, Symlink, UserRef,
+};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+fn is_root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("this test needs root (chown/mknod) and CI=true forbids skipping it");
+    }
+    eprintln!("!!! SKIPPING: this test needs root (chown/mknod) !!!");
+    false
+}
+
+fn act(kind: FileActionKind) -> FileAction {
+    FileAction {
+        input: FileInput::Input(0),
+        secondary_input: FileInput::Input(1),
+        output: Some(0),
+        kind,
+    }
+}
+
+fn cp(src: &str, dest: &str) -> Copy {
+    Copy {
+        src: src.into(),
+        dest: dest.into(),
+        create_dest_path: true,
+        allow_wildcard: true,
+        ..Default::default()
+    }
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    outer: std::path::PathBuf,
+    dest: std::path::PathBuf,
+    src: std::path::PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let outer = tmp.path().to_path_buf();
+        let dest = outer.join("dest");
+        let src = outer.join("src");
+        std::fs::create_dir_all(dest.join("etc")).unwrap();
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(
+            dest.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dest.join("etc/group"),
+            "root:x:0:\napp:x:1000:\nstaff:x:50:\n",
+        )
+        .unwrap();
+        // Host files outside both roots, which no action may touch.
+        std::fs::create_dir_all(outer.join("outside")).unwrap();
+        std::fs::write(outer.join("outside/secret"), "host secret").unwrap();
+        Env {
+            _tmp: tmp,
+            outer,
+            dest,
+            src,
+        }
+    }
+
+    fn users(&self) -> EtcFiles {
+        EtcFiles::new().with_root(FileInput::Input(0), &self.dest)
+    }
+
+    fn run(&self, kind: FileActionKind) -> Result<(), FileOpError> {
+        apply(&self.dest, &act(kind), Some(&self.src), &self.users())
+    }
+
+    fn copy(&self, c: Copy) -> Result<(), FileOpError> {
+        self.run(FileActionKind::Copy(c))
+    }
+
+    fn write_src(&self, rel: &str, data: &str) {
+        let p = self.src.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    fn read_dest(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dest.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    fn outside_untouched(&self) {
+        let names: Vec<_> = std::fs::read_dir(self.outer.join("outside"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("secret")],
+            "outside dir changed"
+        );
+        assert_eq!(
+            std::fs::read_to_string(self.outer.join("outside/secret")).unwrap(),
+            "host secret"
+        );
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+fn mtime_ns(p: &Path) -> i64 {
+    let m = std::fs::symlink_metadata(p).unwrap();
+    m.mtime() * 1_000_000_000 + m.mtime_nsec()
+}
+
+fn name(n: &str) -> UserRef {
+    UserRef::Name {
+        name: n.into(),
+        input: FileInput::Input(0),
+    }
+}
+
+const TS: i64 = 1_600_000_000_123_456_789;
+
+// ---- mkdir -------------------------------------------------------------------------------
+
+#[test]
+fn mkdir_mode_parents_owner_timestamp() {
+    let env = Env::new();
+    env.run(FileActionKind::Mkdir(Mkdir {
+        path: "/a/b/c".into(),
+        mode: 0o750,
+        make_parents: true,
+        owner: None,
+        timestamp: Some(TS),
+    }))
+    .unwrap();
+    for p in ["a", "a/b", "a/b/c"] {
+        assert_eq!(mode(&env.dest.join(p)), 0o750, "{p}");
+        assert_eq!(mtime_ns(&env.dest.join(p)), TS, "{p}");
+    }
+    // Existing directory: fine, unchanged.
+    env.run(FileActionKind::Mkdir(Mkdir {
+        path: "/a".into(),
+        mode: 0o700,
+        ..Default::default()
+    }))
+    .unwrap();
+    assert_eq!(mode(&env.dest.join("a")), 0o750);
+    // Missing parent without make_parents.
+    let err = env
+        .run(FileActionKind::Mkdir(Mkdir {
+            path: "/x/y".into(),
+            mode: 0o755,
+            ..Default::default()
+        }))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("mkdir /x/y: no such file or directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mkdir_chown_by_name_and_id() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new();
+    env.run(FileActionKind::Mkdir(Mkdir {
+        path: "/owned".into(),
+        mode: 0o755,
+        owner: Some(Chown {
+            user: Some(name("app")),
+            group: Some(name("staff")),
+        }),
+        ..Default::default()
+    }))
+    .unwrap();
+    let m = std::fs::metadata(env.dest.join("owned")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 50));
+    env.run(FileActionKind::Mkdir(Mkdir {
+        path: "/byid".into(),
+        mode: 0o755,
+        owner: Some(Chown {
+            user: Some(UserRef::Id(42)),
+            group: None,
+        }),
+        ..Default::default()
+    }))
+    .unwrap();
+    let m = std::fs::metadata(env.dest.join("byid")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (42, 42));
+}
+
+#[test]
+fn mkdir_through_absolute_symlink_stays_in_root() {
+    let env = Env::new();
+    // An image with /data -> <host path of outside> and /up -> ../../outside.
+    symlink(env.outer.join("outside"), env.dest.join("data")).unwrap();
+    symlink("../../../outside", env.dest.join("up")).unwrap();
+    for p in ["/data/new", "/up/new2", "/../outside/new3"] {
+        env.run(FileActionKind::Mkdir(Mkdir {
+            path: p.into(),
+            mode: 0o755,
+            make_parents: true,
+            ..Default::default()
+        }))
+        .unwrap();
+    }
+    env.outside_untouched();
+    assert!(env.dest.join("outside/new2").is_dir());
+    assert!(env.dest.join("outside/new3").is_dir());
+    assert!(env
+        .dest
+        .join(env.outer.join("outside/new").strip_prefix("/").unwrap())
+        .is_dir());
+}
+
+// ---- mkfile ------------------------------------------------------------------------------
+
+#[test]
+fn mkfile_data_mode_timestamp_and_overwrite() {
+    let env = Env::new();
+    let mk = |data: &str, mode| {
+        env.run(FileActionKind::Mkfile(Mkfile {
+            path: "/etc/motd".into(),
+            mode,
+            data: data.into(),
+            owner: None,
+            timestamp: Some(TS),
+        }))
+    };
+    mk("hello", 0o640).unwrap();
+    assert_eq!(env.read_dest("etc/motd"), "hello");
+    assert_eq!(mode(&env.dest.join("etc/motd")), 0o640);
+    assert_eq!(mtime_ns(&env.dest.join("etc/motd")), TS);
+    mk("hi", 0o600).unwrap();
+    assert_eq!(env.read_dest("etc/motd"), "hi");
+    assert_eq!(mode(&env.dest.join("etc/motd")), 0o600);
+    let err = env
+        .run(FileActionKind::Mkfile(Mkfile {
+            path: "/nope/f".into(),
+            mode: 0o644,
+            ..Default::default()
+        }))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("mkfile /nope/f: no such file or directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mkfile_through_symlinks_never_writes_outside() {
+    let env = Env::new();
+    symlink(env.outer.join("outside/secret"), env.dest.join("abs")).unwrap();
+    symlink("../../outside/secret", env.dest.join("etc/rel")).unwrap();
+    for p in ["/abs", "/etc/rel", "/../../outside/secret"] {
+        env.run(FileActionKind::Mkfile(Mkfile {
+            path: p.into(),
+            mode: 0o644,
+            data: b"pwned".to_vec(),
+            ..Default::default()
+        }))
+        .unwrap_or_else(|e| {
+            // A missing in-root parent is a fine outcome too; escaping is not.
+            assert!(matches!(e, FileOpError::NotFound { .. }), "{p}: {e}");
+        });
+    }
+    env.outside_untouched();
+}
+
+#[test]
+fn mkfile_chown() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new();
+    env.run(FileActionKind::Mkfile(Mkfile {
+        path: "/f".into(),
+        mode: 0o4755,
+        data: b"x".to_vec(),
+        owner: Some(Chown {
+            user: Some(name("app")),
+            group: None,
+        }),
+        timestamp: None,
+    }))
+    .unwrap();
+    let m = std::fs::metadata(env.dest.join("f")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1000));
+    // chmod after chown: the setuid bit survives.
+    assert_eq!(m.mode() & 0o7777, 0o4755);
+}
+
+// ---- rm ----------------------------------------------------------------------------------
+
+#[test]
+fn rm_files_dirs_wildcards_and_not_found() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.dest.join("d/sub")).unwrap();
+    std::fs::write(env.dest.join("d/sub/f"), "x").unwrap();
+    std::fs::write(env.dest.join("a.log"), "x").unwrap();
+    std::fs::write(env.dest.join("b.log"), "x").unwrap();
+    std::fs::write(env.dest.join("keep.txt"), "x").unwrap();
+    let rm = |path: &str, nf: bool, wc: bool| {
+        env.run(FileActionKind::Rm(Rm {
+            path: path.into(),
+            allow_not_found: nf,
+            allow_wildcard: wc,
+        }))
+    };
+    rm("/d", false, false).unwrap();
+    assert!(!env.dest.join("d").exists());
+    rm("/*.log", false, true).unwrap();
+    assert!(!env.dest.join("a.log").exists() && !env.dest.join("b.log").exists());
+    assert!(env.dest.join("keep.txt").exists());
+    let err = rm("/missing", false, false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "rm /missing: no such file or directory in the destination"
+    );
+    rm("/missing", true, false).unwrap();
+    assert!(matches!(
+        rm("/*.none", false, true),
+        Err(FileOpError::NoMatch { .. })
+    ));
+    rm("/*.none", true, true).unwrap();
+    assert!(matches!(
+        rm("/", false, false),
+        Err(FileOpError::Invalid { .. })
+    ));
+    assert!(matches!(
+        rm("/../..", true, false),
+        Err(FileOpError::Invalid { .. })
+    ));
+}
+
+#[test]
+fn rm_removes_the_symlink_not_its_target() {
+    let env = Env::new();
+    symlink(env.outer.join("outside"), env.dest.join("link")).unwrap();
+    symlink("/etc", env.dest.join("etclink")).unwrap();
+    env.run(FileActionKind::Rm(Rm {
+        path: "/link".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    env.run(FileActionKind::Rm(Rm {
+        path: "/etclink".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert!(env.dest.join("etc/passwd").exists());
+    // Removing through an absolute symlink removes the in-root target.
+    symlink("/etc", env.dest.join("etclink")).unwrap();
+    env.run(FileActionKind::Rm(Rm {
+        path: "/etclink/group".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert!(!env.dest.join("etc/group").exists());
+    env.outside_untouched();
+}
+
+// ---- symlink -----------------------------------------------------------------------------
+
+#[test]
+fn symlink_created_as_is_with_timestamp() {
+    let env = Env::new();
+    let mk = |newpath: &str| {
+        env.run(FileActionKind::Symlink(Symlink {
+            oldpath: "../etc/passwd".into(),
+            newpath: newpath.into(),
+            owner: None,
+            timestamp: Some(TS),
+        }))
+    };
+    mk("/l").unwrap();
+    assert_eq!(
+        std::fs::read_link(env.dest.join("l")).unwrap(),
+        Path::new("../etc/passwd")
+    );
+    assert_eq!(mtime_ns(&env.dest.join("l")), TS);
+    assert!(matches!(mk("/l"), Err(FileOpError::AlreadyExists { .. })));
+    // The parent is resolved inside the root.
+    symlink(env.outer.join("outside"), env.dest.join("out")).unwrap();
+    let _ = mk("/out/l2");
+    env.outside_untouched();
+}
+
+#[test]
+fn symlink_chown_is_on_the_link() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new();
+    env.run(FileActionKind::Symlink(Symlink {
+        oldpath: "/etc/passwd".into(),
+        newpath: "/l".into(),
+        owner: Some(Chown {
+            user: Some(UserRef::Id(5)),
+            group: Some(UserRef::Id(6)),
+        }),
+        timestamp: None,
+    }))
+    .unwrap();
+    let m = std::fs::symlink_metadata(env.dest.join("l")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (5, 6));
+    assert_eq!(
+        std::fs::metadata(env.dest.join("etc/passwd"))
+            .unwrap()
+            .uid(),
+        0
+    );
+}
+
+// ---- copy: Docker's destination rules ------------------------------------------------------
+
+#[test]
+fn copy_destination_rules() {
+    let env = Env::new();
+    env.write_src("f.txt", "file");
+    env.write_src("dir/a", "a");
+    env.write_src("dir/sub/b", "b");
+    // File to a path ending in `/`: into that (created) directory.
+    env.copy(cp("/f.txt", "/into/")).unwrap();
+    assert_eq!(env.read_dest("into/f.txt"), "file");
+    // File to a new name.
+    env.copy(cp("/f.txt", "/renamed")).unwrap();
+    assert_eq!(env.read_dest("renamed"), "file");
+    // File to an existing directory without slash: into it.
+    env.copy(cp("/f.txt", "/into")).unwrap();
+    assert_eq!(env.read_dest("into/f.txt"), "file");
+    // Directory, contents flag: contents into the (new) destination.
+    env.copy(Copy {
+        dir_copy_contents: true,
+        ..cp("/dir", "/c1")
+    })
+    .unwrap();
+    assert_eq!(env.read_dest("c1/a"), "a");
+    assert_eq!(env.read_dest("c1/sub/b"), "b");
+    // Contents flag, existing destination: merged.
+    std::fs::write(env.dest.join("c1/old"), "old").unwrap();
+    env.copy(Copy {
+        dir_copy_contents: true,
+        ..cp("/dir/", "/c1/")
+    })
+    .unwrap();
+    assert_eq!(env.read_dest("c1/old"), "old");
+    assert!(!env.dest.join("c1/dir").exists());
+    // Directory itself to a new path: the path becomes the copy.
+    env.copy(cp("/dir", "/c2")).unwrap();
+    assert_eq!(env.read_dest("c2/sub/b"), "b");
+    // Directory itself to an existing directory: nested under its name.
+    env.copy(cp("/dir", "/c2")).unwrap();
+    assert_eq!(env.read_dest("c2/dir/sub/b"), "b");
+    // Root of the source with contents.
+    env.copy(Copy {
+        dir_copy_contents: true,
+        ..cp("/", "/all/")
+    })
+    .unwrap();
+    assert_eq!(env.read_dest("all/dir/a"), "a");
+    assert_eq!(env.read_dest("all/f.txt"), "file");
+}
+
+#[test]
+fn copy_errors_name_the_action_and_path() {
+    let env = Env::new();
+    let err = env.copy(cp("/src/missing", "/x")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "copy /src/missing: no such file or directory in the source"
+    );
+    env.write_src("f", "x");
+    let err = env
+        .copy(Copy {
+            create_dest_path: false,
+            ..cp("/f", "/no/such/dir/f")
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("copy /no/such/dir/f: no such file or directory in the destination"),
+        "{err}"
+    );
+    env.copy(Copy {
+        create_dest_path: true,
+        ..cp("/f", "/no/such/dir/f")
+    })
+    .unwrap();
+    assert_eq!(env.read_dest("no/such/dir/f"), "x");
+}
+
+#[test]
+fn copy_wildcards() {
+    let env = Env::new();
+    env.write_src("a.txt", "a");
+    env.write_src("b.txt", "b");
+    env.write_src("c.md", "c");
+    env.write_src("d1/x", "x");
+    env.write_src("d2/y", "y");
+    env.copy(cp("/*.txt", "/out/")).unwrap();
+    assert_eq!(env.read_dest("out/a.txt"), "a");
+    assert_eq!(env.read_dest("out/b.txt"), "b");
+    assert!(!env.dest.join("out/c.md").exists());
+    env.copy(cp("/?.md", "/out/")).unwrap();
+    assert_eq!(env.read_dest("out/c.md"), "c");
+    env.copy(cp("/d[12]", "/dirs/")).unwrap();
+    assert_eq!(env.read_dest("dirs/d1/x"), "x");
+    env.copy(Copy {
+        dir_copy_contents: true,
+        ..cp("/d*", "/flat/")
+    })
+    .unwrap();
+    assert_eq!(env.read_dest("flat/x"), "x");
+    assert_eq!(env.read_dest("flat/y"), "y");
+    let err = env.copy(cp("/*.none", "/out/")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "copy /*.none: no files match the wildcard in the source"
+    );
+    env.copy(Copy {
+        allow_empty_wildcard: true,
+        ..cp("/*.none", "/out/")
+    })
+    .unwrap();
+    // Without allow_wildcard, `*` is a literal name.
+    env.write_src("lit*", "star");
+    env.copy(Copy {
+        allow_wildcard: false,
+        ..cp("/lit*", "/lit")
+    })
+    .unwrap();
+    assert_eq!(env.read_dest("lit"), "star");
+}
+
+#[test]
+fn copy_follow_symlink_or_not() {
+    let env = Env::new();
+    env.write_src("real", "content");
+    symlink("real", env.src.join("link")).unwrap();
+    env.copy(Copy {
+        follow_symlink: true,
+        ..cp("/link", "/followed")
+    })
+    .unwrap();
+    assert!(std::fs::symlink_metadata(env.dest.join("followed"))
+        .unwrap()
+        .is_file());
+    assert_eq!(env.read_dest("followed"), "content");
+    env.copy(cp("/link", "/kept")).unwrap();
+    assert_eq!(
+        std::fs::read_link(env.dest.join("kept")).unwrap(),
+        Path::new("real")
+    );
+}
+
+#[test]
+fn copy_follows_symlink_inside_source_only() {
+    // A symlink in the source pointing at an absolute host path or climbing out must read the
+    // source root's file (or nothing), never the host's.
+    let env = Env::new();
+    symlink(env.outer.join("outside/secret"), env.src.join("abs")).unwrap();
+    symlink("../outside/secret", env.src.join("rel")).unwrap();
+    symlink("../outside", env.src.join("reldir")).unwrap();
+    for (src, dest) in [
+        ("/abs", "/a"),
+        ("/rel", "/b"),
+        ("/reldir/secret", "/c"),
+        ("/../outside/secret", "/d"),
+    ] {
+        let err = env
+            .copy(Copy {
+                follow_symlink: true,
+                ..cp(src, dest)
+            })
+            .unwrap_err();
+        assert!(matches!(err, FileOpError::NotFound { .. }), "{src}: {err}");
+    }
+    // The same names inside the source root are what is read.
+    env.write_src("outside/secret", "in-root");
+    env.copy(Copy {
+        follow_symlink: true,
+        ..cp("/rel", "/b")
+    })
+    .unwrap();
+    assert_eq!(env.read_dest("b"), "in-root");
+    env.copy(Copy {
+        follow_symlink: true,
+        ..cp("/reldir/secret", "/c")
+    })
+    .unwrap();
+    assert_eq!(env.read_dest("c"), "in-root");
+}
+
+#[test]
+fn copy_never_writes_through_destination_symlinks() {
+    let env = Env::new();
+    env.write_src("sub/file", "data");
+    env.write_src("etc/evil", "data");
+    std::fs::create_dir_all(env.dest.join("app")).unwrap();
+    symlink(env.outer.join("outside"), env.dest.join("app/sub")).unwrap();
+    // Directory onto a symlink: refused.
+    let err = env
+        .copy(Copy {
+            dir_copy_contents: true,
+            ..cp("/", "/app/")
+        })
+        .unwrap_err();
+    assert!(matches!(err, FileOpError::WrongType { .. }), "{err}");
+    env.outside_untouched();
+    // …or replaced when asked.
+    env.copy(Copy {
+        dir_copy_contents: true,
+        always_replace_existing_dest_paths: true,
+        ..cp("/", "/app/")
+    })
+    .unwrap();
+    assert_eq!(env.read_dest("app/sub/file"), "data");
+    env.outside_untouched();
+    // A destination that is a symlink is followed as Docker does, but re-rooted: the file lands
+    // at the link's target inside the root.
+    symlink(env.outer.join("outside/secret"), env.dest.join("file-link")).unwrap();
+    env.copy(cp("/sub/file", "/file-link")).unwrap();
+    let rerooted = env
+        .dest
+        .join(env.outer.join("outside/secret").strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read_to_string(rerooted).unwrap(), "data");
+    env.outside_untouched();
+    // A file onto a symlink met inside a copied tree replaces the symlink.
+    std::fs::remove_file(env.dest.join("app/sub/file")).unwrap();
+    symlink(
+        env.outer.join("outside/secret"),
+        env.dest.join("app/sub/file"),
+    )
+    .unwrap();
+    env.copy(Copy {
+        dir_copy_contents: true,
+        ..cp("/", "/app/")
+    })
+    .unwrap();
+    assert!(std::fs::symlink_metadata(env.dest.join("app/sub/file"))
+        .unwrap()
+        .is_file());
+    env.outside_untouched();
+    // A destination path through an absolute symlink is re-rooted.
+    symlink(env.outer.join("outside"), env.dest.join("hostout")).unwrap();
+    env.copy(cp("/sub/file", "/hostout/")).unwrap();
+    env.outside_untouched();
+    symlink("../../..", env.dest.join("up")).unwrap();
+    env.copy(cp("/sub/file", "/up/up-file")).unwrap();
+    assert_eq!(env.read_dest("up-file"), "data");
+    env.outside_untouched();
+}
+
+#[test]
+fn copy_include_exclude() {
+    let env = Env::new();
+    for f in [
+        "a.go",
+        "b.rs",
+        "README.md",
+        "docs/x.md",
+        "docs/keep.md",
+        "vendor/lib/v.go",
+        "node_modules/m/i.js",
+        "cmd/tool/main.go",
+    ] {
+        env.write_src(&format!("ctx/{f}"), f);
+    }
+    env.copy(Copy {
+        dir_copy_contents: true,
+        include_patterns: vec![
+            "*.go".into(),
+            "docs".into(),
+            "cmd/*/main.go".into(),
+            "vendor".into(),
+        ],
+        exclude_patterns: vec![
+            "docs/*.md".into(),
+            "!docs/keep.md".into(),
+            "vendor/lib".into(),
+        ],
+        ..cp("/ctx", "/out/")
+    })
+    .unwrap();
+    let mut got = Vec::new();
+    collect_files(&env.dest.join("out"), "", &mut got);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "a.go",
+            "cmd/",
+            "cmd/tool/",
+            "cmd/tool/main.go",
+            "docs/",
+            "docs/keep.md",
+            "vendor/"
+        ]
+    );
+}
+
+fn collect_files(dir: &Path, rel: &str, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let r = format!("{rel}{}", e.file_name().to_string_lossy());
+        if e.file_type().unwrap().is_dir() {
+            out.push(format!("{r}/"));
+            collect_files(&e.path(), &format!("{r}/"), out);
+        } else {
+            out.push(r);
+        }
+    }
+}
+
+#[test]
+fn copy_modes_timestamps_and_hard_links() {
+    let env = Env::new();
+    env.write_src("d/exe", "#!/bin/sh");
+    std::fs::set_permissions(
+        env.src.join("d/exe"),
+        std::fs::Permissions::from_mode(0o751),
+    )
+    .unwrap();
+    std::fs::set_permissions(env.src.join("d"), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::hard_link(env.src.join("d/exe"), env.src.join("d/exe2")).unwrap();
+    let src_mtime = mtime_ns(&env.src.join("d/exe"));
+    // Keep: modes and times from the source, hard links kept.
+    env.copy(cp("/d", "/keep")).unwrap();
+    assert_eq!(mode(&env.dest.join("keep/exe")), 0o751);
+    assert_eq!(mode(&env.dest.join("keep")), 0o711);
+    assert_eq!(mtime_ns(&env.dest.join("keep/exe")), src_mtime);
+    let (a, b) = (
+        std::fs::metadata(env.dest.join("keep/exe")).unwrap(),
+        std::fs::metadata(env.dest.join("keep/exe2")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "hard link not preserved");
+    assert_eq!(a.nlink(), 2);
+    // Override: chmod and timestamp on everything copied, directories included.
+    env.copy(Copy {
+        mode: Some(0o640),
+        timestamp: Some(TS),
+        ..cp("/d", "/over")
+    })
+    .unwrap();
+    assert_eq!(mode(&env.dest.join("over/exe")), 0o640);
+    assert_eq!(mode(&env.dest.join("over")), 0o640);
+    assert_eq!(mtime_ns(&env.dest.join("over/exe")), TS);
+    assert_eq!(mtime_ns(&env.dest.join("over")), TS);
+}
+
+#[test]
+fn copy_chown_by_name_and_id_and_keeps_source_owner_by_default() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new();
+    env.write_src("d/f", "x");
+    std::os::unix::fs::lchown(env.src.join("d/f"), Some(7), Some(8)).unwrap();
+    symlink("f", env.src.join("d/l")).unwrap();
+    env.copy(cp("/d", "/keep")).unwrap();
+    let m = std::fs::metadata(env.dest.join("keep/f")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (7, 8));
+    env.copy(Copy {
+        owner: Some(Chown {
+            user: Some(name("app")),
+            group: None,
+        }),
+        ..cp("/d", "/named/sub/")
+    })
+    .unwrap();
+    for p in [
+        "named",
+        "named/sub",
+        "named/sub/d",
+        "named/sub/d/f",
+        "named/sub/d/l",
+    ] {
+        let m = std::fs::symlink_metadata(env.dest.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1000, 1000), "{p}");
+    }
+    env.copy(Copy {
+        owner: Some(Chown {
+            user: Some(UserRef::Id(3)),
+            group: Some(name("staff")),
+        }),
+        ..cp("/d/f", "/id")
+    })
+    .unwrap();
+    let m = std::fs::metadata(env.dest.join("id")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (3, 50));
+}
+
+#[test]
+fn copy_device_nodes_fifos_and_xattrs() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir(env.src.join("dev")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        env.src.join("dev/null"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        env.src.join("dev/fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    env.write_src("dev/x", "x");
+    let have_xattr = rustix::fs::lsetxattr(
+        env.src.join("dev/x"),
+        "user.oxkit",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_ok();
+    env.copy(cp("/dev", "/d")).unwrap();
+    let m = std::fs::symlink_metadata(env.dest.join("d/null")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &m.file_type()
+    ));
+    assert_eq!(m.rdev(), rustix::fs::makedev(1, 3));
+    assert_eq!(m.mode() & 0o7777, mode(&env.src.join("dev/null")));
+    let m = std::fs::symlink_metadata(env.dest.join("d/fifo")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()));
+    if have_xattr {
+        let mut buf = [0u8; 8];
+        let n = rustix::fs::lgetxattr(env.dest.join("d/x"), "user.oxkit", &mut buf[..]).unwrap();
+        assert_eq!(&buf[..n], b"v");
+    } else {
+        eprintln!("note: filesystem has no user xattrs; xattr copy not checked");
+    }
+}
+
+#[test]
+fn copy_from_scratch_is_not_found() {
+    let env = Env::new();
+    let err = apply(
+        &env.dest,
+        &act(FileActionKind::Copy(cp("/x", "/y"))),
+        None,
+        &env.users(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, FileOpError::NotFound { .. }), "{err}");
+}
+
+// ---- checksum ----------------------------------------------------------------------------
+
+#[test]
+fn checksum_ignores_mtime_but_sees_content_mode_and_names() {
+    let env = Env::new();
+    env.write_src("ctx/a", "a");
+    env.write_src("ctx/sub/b", "b");
+    env.write_src("ctx/ignored.log", "log");
+    symlink("a", env.src.join("ctx/l")).unwrap();
+    let opts = ChecksumOptions {
+        exclude_patterns: vec!["*.log".into()],
+        ..Default::default()
+    };
+    let sum = || content_checksum(&env.src, &["/ctx".to_string()], &opts).unwrap();
+    let first = sum();
+    assert_eq!(first, sum());
+    // mtime only: unchanged.
+    crate::fsmeta::set_times(&env.src.join("ctx/a"), 1, 1).unwrap();
+    crate::fsmeta::set_times(&env.src.join("ctx/sub"), 1, 1).unwrap();
+    assert_eq!(first, sum());
+    // An excluded file: unchanged.
+    env.write_src("ctx/ignored.log", "other");
+    assert_eq!(first, sum());
+    // Content.
+    env.write_src("ctx/sub/b", "B");
+    let second = sum();
+    assert_ne!(first, second);
+    // Mode.
+    std::fs::set_permissions(
+        env.src.join("ctx/a"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let third = sum();
+    assert_ne!(second, third);
+    // Symlink target.
+    std::fs::remove_file(env.src.join("ctx/l")).unwrap();
+    symlink("sub/b", env.src.join("ctx/l")).unwrap();
+    assert_ne!(third, sum());
+    // Missing selector: the copy's error.
+    assert!(matches!(
+        content_checksum(&env.src, &["/none".into()], &opts),
+        Err(FileOpError::NotFound { .. })
+    ));
+    assert!(first.as_str().starts_with("sha256:"));
+}
+
+#[test]
+fn checksum_follows_wildcards_like_copy() {
+    let env = Env::new();
+    env.write_src("a.txt", "a");
+    env.write_src("b.md", "b");
+    let opts = ChecksumOptions {
+        allow_wildcard: true,
+        ..Default::default()
+    };
+    let sum = || content_checksum(&env.src, &["/*.txt".to_string()], &opts).unwrap();
+    let first = sum();
+    env.write_src("b.md", "changed");
+    assert_eq!(first, sum());
+    env.write_src("c.txt", "new");
+    assert_ne!(first, sum());
+}
+
+// ---- plan --------------------------------------------------------------------------------
+
+#[test]
+fn plan_validates_references_and_marks_reuse() {
+    let mk = |input, secondary, output, kind| FileAction {
+        input,
+        secondary_input: secondary,
+        output,
+        kind,
+    };
+    let op = FileOp {
+        actions: vec![
+            mk(
+                FileInput::Input(0),
+                FileInput::Scratch,
+                None,
+                FileActionKind::Mkdir(Mkdir {
+                    path: "/a".into(),
+                    mode: 0o755,
+                    ..Default::default()
+                }),
+            ),
+            mk(
+                FileInput::Action(0),
+                FileInput::Input(1),
+                Some(0),
+                FileActionKind::Copy(cp("/x", "/a/")),
+            ),
+        ],
+    };
+    let plan = FileOpPlan::new(&op, 2).unwrap();
+    assert!(plan.actions[0].needed_later);
+    assert!(!plan.actions[1].needed_later);
+    assert_eq!(plan.actions[1].source, Some(FileInput::Input(1)));
+    assert_eq!(plan.actions[1].output, Some(0));
+    let bad = FileOp {
+        actions: vec![mk(
+            FileInput::Action(0),
+            FileInput::Scratch,
+            Some(0),
+            FileActionKind::Rm(Rm::default()),
+        )],
+    };
+    assert!(matches!(
+        FileOpPlan::new(&bad, 1),
+        Err(FileOpError::Invalid { .. })
+    ));
+    assert!(FileOpPlan::new(&op, 1).is_err());
+}
+
+#[test]
+fn copy_timestamp_also_covers_created_parents() {
+    let env = Env::new();
+    env.write_src("d/f", "x");
+    env.copy(Copy {
+        timestamp: Some(TS),
+        ..cp("/d/f", "/p/q/")
+    })
+    .unwrap();
+    for p in ["p", "p/q", "p/q/f"] {
+        assert_eq!(mtime_ns(&env.dest.join(p)), TS, "{p}");
+    }
+}
+
+#[test]
+fn copy_keeps_symlinks_inside_a_tree_as_links() {
+    // Symlinks below the selected source are copied as links, whatever they point at; only the
+    // selector itself is ever followed.
+    let env = Env::new();
+    std::fs::create_dir(env.src.join("d")).unwrap();
+    symlink("/etc/passwd", env.src.join("d/abs")).unwrap();
+    symlink("../../../outside", env.src.join("d/up")).unwrap();
+    env.copy(Copy {
+        follow_symlink: true,
+        ..cp("/d", "/out")
+    })
+    .unwrap();
+    assert_eq!(
+        std::fs::read_link(env.dest.join("out/abs")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    assert_eq!(
+        std::fs::read_link(env.dest.join("out/up")).unwrap(),
+        Path::new("../../../outside")
+    );
+    env.outside_untouched();
+}
+
+#[test]
+fn checksum_covers_exactly_the_included_files() {
+    let env = Env::new();
+    env.write_src("ctx/src/main.go", "package main");
+    env.write_src("ctx/docs/readme", "docs");
+    let opts = ChecksumOptions {
+        include_patterns: vec!["src".into()],
+        ..Default::default()
+    };
+    let sum = || content_checksum(&env.src, &["/ctx".to_string()], &opts).unwrap();
+    let first = sum();
+    env.write_src("ctx/docs/readme", "changed");
+    assert_eq!(
+        first,
+        sum(),
+        "a file the copy does not read changed the key"
+    );
+    env.write_src("ctx/src/main.go", "package other");
+    assert_ne!(first, sum());
+}

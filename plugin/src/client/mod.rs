@@ -1,0 +1,201 @@
+//! The build API's client side, for `oxctl`: connecting to oxkitd, solving, and showing progress.
+//! The wire types stay here; callers see [`SolveOptions`], [`Progress`] and [`DaemonInfo`].
+
+mod progress;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto::{self, control_client::ControlClient};
+
+pub use progress::{ProgressMode, ProgressPrinter};
+
+/// The daemon's default build API socket.
+pub const DEFAULT_ADDRESS: &str = "unix:///run/oxkit/oxkitd.sock";
+
+/// Client-side failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address is not `unix:///PATH` (or a plain path).
+    #[error("unsupported daemon address {0:?}; use unix:///PATH")]
+    Address(String),
+    /// oxkitd could not be reached.
+    #[error("cannot connect to oxkitd at {address}; is it running? ({source})")]
+    Connect {
+        /// The address.
+        address: String,
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The daemon answered with an error (a failed build, a bad definition, …).
+    #[error("{}", .0.message())]
+    Status(#[from] tonic::Status),
+}
+
+/// What a build asks for.
+#[derive(Debug, Clone, Default)]
+pub struct SolveOptions {
+    /// The marshalled LLB definition.
+    pub definition: Vec<u8>,
+    /// The exporter (`image`), or empty to solve only.
+    pub exporter: String,
+    /// Its attributes.
+    pub exporter_attrs: BTreeMap<String, String>,
+    /// Re-run every step.
+    pub no_cache: bool,
+}
+
+/// Vertex states as the daemon reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VertexState {
+    /// Running.
+    Started,
+    /// Taken from the cache.
+    Cached,
+    /// Finished.
+    Completed,
+    /// Failed.
+    Failed,
+    /// Canceled because the build failed elsewhere or was dropped.
+    Canceled,
+}
+
+/// One progress event of a build.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// A vertex changed state.
+    Vertex {
+        /// Its digest.
+        digest: String,
+        /// Its name.
+        name: String,
+        /// The new state.
+        state: VertexState,
+        /// When.
+        time: SystemTime,
+        /// For `Failed`.
+        error: String,
+    },
+    /// Output of a running vertex.
+    Log {
+        /// Its digest.
+        digest: String,
+        /// 1 stdout, 2 stderr.
+        stream: i32,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The build finished: what the exporter reported.
+    Result(BTreeMap<String, String>),
+}
+
+/// What `Info` says.
+#[derive(Debug, Clone)]
+pub struct DaemonInfo {
+    /// oxkitd's version.
+    pub version: String,
+    /// The containerd it builds with.
+    pub containerd_address: String,
+    /// The containerd namespace of its images.
+    pub namespace: String,
+    /// Its snapshotter's name in containerd.
+    pub snapshotter: String,
+}
+
+/// A connection to oxkitd's build API.
+pub struct BuildClient {
+    inner: ControlClient<Channel>,
+}
+
+impl BuildClient {
+    /// Connects to `address` (`unix:///PATH`, or a plain path).
+    pub async fn connect(address: &str) -> Result<Self, ClientError> {
+        let path = PathBuf::from(match address.strip_prefix("unix://") {
+            Some(p) => p,
+            None if address.starts_with('/') => address,
+            None => return Err(ClientError::Address(address.into())),
+        });
+        let channel = Endpoint::from_static("http://[::]:0")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+            .map_err(|source| ClientError::Connect {
+                address: address.into(),
+                source,
+            })?;
+        Ok(BuildClient {
+            inner: ControlClient::new(channel),
+        })
+    }
+
+    /// Starts a build; the stream yields its progress and ends with [`Progress::Result`], or an
+    /// error carrying the build's failure.
+    pub async fn solve(
+        &mut self,
+        options: SolveOptions,
+    ) -> Result<impl tokio_stream::Stream<Item = Result<Progress, ClientError>>, ClientError> {
+        let request = proto::SolveRequest {
+            definition: options.definition,
+            exporter: options.exporter,
+            exporter_attrs: options.exporter_attrs.into_iter().collect(),
+            no_cache: options.no_cache,
+        };
+        let stream = self.inner.solve(request).await?.into_inner();
+        Ok(stream.filter_map(|event| match event {
+            Err(status) => Some(Err(ClientError::Status(status))),
+            Ok(e) => e.event.map(|e| Ok(progress_of(e))),
+        }))
+    }
+
+    /// The daemon's info.
+    pub async fn info(&mut self) -> Result<DaemonInfo, ClientError> {
+        let r = self.inner.info(proto::InfoRequest {}).await?.into_inner();
+        Ok(DaemonInfo {
+            version: r.version,
+            containerd_address: r.containerd_address,
+            namespace: r.namespace,
+            snapshotter: r.snapshotter,
+        })
+    }
+}
+
+fn progress_of(e: proto::solve_event::Event) -> Progress {
+    use proto::vertex_status::State;
+    match e {
+        proto::solve_event::Event::Vertex(v) => Progress::Vertex {
+            state: match State::try_from(v.state).unwrap_or(State::Started) {
+                State::Started => VertexState::Started,
+                State::Cached => VertexState::Cached,
+                State::Completed => VertexState::Completed,
+                State::Failed => VertexState::Failed,
+                State::Canceled => VertexState::Canceled,
+            },
+            time: v
+                .time
+                .and_then(|t| SystemTime::try_from(t).ok())
+                .unwrap_or_else(SystemTime::now),
+            digest: v.digest,
+            name: v.name,
+            error: v.error,
+        },
+        proto::solve_event::Event::Log(l) => Progress::Log {
+            digest: l.digest,
+            stream: l.stream,
+            data: l.data,
+        },
+        proto::solve_event::Event::Result(r) => {
+            Progress::Result(r.exporter_response.into_iter().collect())
+        }
+    }
+}
