@@ -3,7 +3,8 @@
 # integration tests have their own fixture (integration/src/fixture.rs).
 #
 #   source .ci/daemons.sh
-#   start_daemons "$BIN_DIR"     # sets WORK, ADDR (containerd socket); ctr_ wraps ctr
+#   start_daemons "$BIN_DIR"     # sets WORK, ADDR (containerd socket), OXKIT_HOST (build API);
+#                                # ctr_ wraps ctr
 
 start_daemons() {
   local bin=$1 repo
@@ -14,8 +15,10 @@ start_daemons() {
       -e "s#/run/containerd#$WORK/containerd/state#g" \
       -e "s#/run/oxkit/snapshotter.sock#$WORK/oxkit.sock#g" "$repo/containerd-config.toml" > "$WORK/config.toml"
   ADDR=$WORK/containerd/state/containerd.sock
+  export OXKIT_HOST=unix://$WORK/oxkitd.sock
   # oxkitd first: containerd's first calls to a proxy socket that is not there yet fail.
-  "$bin/oxkitd" --root "$WORK/oxkit" --snapshotter-address "$WORK/oxkit.sock" --log-level warn 2>"$WORK/oxkitd.log" &
+  "$bin/oxkitd" --root "$WORK/oxkit" --snapshotter-address "$WORK/oxkit.sock" \
+    --address "$WORK/oxkitd.sock" --containerd-address "$ADDR" --log-level warn 2>"$WORK/oxkitd.log" &
   OXKITD_PID=$!
   wait_for "oxkitd" "[ -S '$WORK/oxkit.sock' ]" "$WORK/oxkitd.log"
   containerd --config "$WORK/config.toml" --log-level warn 2>"$WORK/containerd.log" &

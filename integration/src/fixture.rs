@@ -117,6 +117,56 @@ impl Fixture {
         Ok(Some(fixture))
     }
 
+    /// oxkitd's build API socket (what `oxctl --addr unix://…` dials).
+    pub fn build_address(&self) -> PathBuf {
+        self.dir.join("oxkitd.sock")
+    }
+
+    /// Runs `oxctl` (next to oxkitd) against this fixture's oxkitd with `stdin`, returning
+    /// (success, stdout, stderr).
+    pub fn oxctl(
+        &self,
+        args: &[&str],
+        stdin: &[u8],
+    ) -> Result<(bool, String, String), FixtureError> {
+        use std::io::Write;
+        let bin = self.oxkitd_bin.with_file_name("oxctl");
+        let mut child = Command::new(&bin)
+            .arg("--addr")
+            .arg(format!("unix://{}", self.build_address().display()))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|source| FixtureError::Spawn {
+                program: bin.display().to_string(),
+                source,
+            })?;
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(stdin)
+            .map_err(|source| FixtureError::Io {
+                action: "write the definition to",
+                path: bin.clone(),
+                source,
+            })?;
+        let out = child
+            .wait_with_output()
+            .map_err(|source| FixtureError::Io {
+                action: "wait for",
+                path: bin,
+                source,
+            })?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
     /// The temp dir everything lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -179,6 +229,10 @@ impl Fixture {
             .arg(&self.oxkit_root)
             .arg("--snapshotter-address")
             .arg(&self.snapshotter_socket)
+            .arg("--address")
+            .arg(self.build_address())
+            .arg("--containerd-address")
+            .arg(&self.containerd_socket)
             .args(["--log-level", &log_level])
             .env("RUST_BACKTRACE", "1");
         let daemon = self.note(Daemon::spawn("oxkitd", command, &self.oxkitd_log))?;

@@ -3,6 +3,7 @@
 //! frontends join it as modules of their own.
 
 pub mod client;
+pub mod control;
 pub mod daemon;
 
 pub mod proto {

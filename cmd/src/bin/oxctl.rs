@@ -1,24 +1,52 @@
-//! `oxctl`: oxkit's client. Argument parsing only; the work is in the library crates.
+//! `oxctl`: oxkit's client. Argument parsing only; the work is in `oxkit_plugin::client` and
+//! `oxkit_llb`.
 //!
-//! Today: `oxctl debug dump-llb` (a definition on stdin, printed as JSON lines, one per op, as
-//! `buildctl debug dump-llb` prints them). `build`, `du` and `prune` arrive with the build API.
+//! `oxctl build` reads an LLB definition from stdin (as `buildctl build` does) and streams the
+//! build's progress; `oxctl debug dump-llb` prints a definition as JSON lines, one per op.
 
-use std::io::{Read, Write};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use oxkit_plugin::client::{
+    BuildClient, Progress, ProgressMode, ProgressPrinter, SolveOptions, DEFAULT_ADDRESS,
+};
+use tokio_stream::StreamExt;
 
 /// oxkit client.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
+    /// The daemon's build API.
+    #[arg(long, global = true, env = "OXKIT_HOST", default_value = DEFAULT_ADDRESS)]
+    addr: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build the LLB definition read from stdin.
+    Build {
+        /// Where the result goes: `type=image,name=REF[,compression=zstd]`.
+        #[arg(long)]
+        output: Option<String>,
+        /// Older spelling of --output's type (`--exporter image --exporter-opt name=…`).
+        #[arg(long)]
+        exporter: Option<String>,
+        /// An exporter option `k=v` for --exporter (repeatable).
+        #[arg(long = "exporter-opt")]
+        exporter_opt: Vec<String>,
+        /// Progress display: auto, tty, plain, rawjson.
+        #[arg(long, default_value = "auto")]
+        progress: ProgressMode,
+        /// Re-run every step.
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Debugging aids.
     Debug {
         #[command(subcommand)]
@@ -35,6 +63,17 @@ enum DebugCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Build {
+            output,
+            exporter,
+            exporter_opt,
+            progress,
+            no_cache,
+        } => exporter_options(output, exporter, exporter_opt).and_then(
+            |(exporter, exporter_attrs)| {
+                build(&cli.addr, exporter, exporter_attrs, progress, no_cache)
+            },
+        ),
         Command::Debug {
             command: DebugCommand::DumpLlb,
         } => dump_llb(),
@@ -46,6 +85,110 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--output type=image,name=x` or `--exporter image --exporter-opt name=x` → (type, attrs).
+fn exporter_options(
+    output: Option<String>,
+    exporter: Option<String>,
+    opts: Vec<String>,
+) -> anyhow::Result<(String, BTreeMap<String, String>)> {
+    let pair = |kv: &str| -> anyhow::Result<(String, String)> {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("{kv:?} is not key=value"))?;
+        Ok((k.trim().to_string(), v.trim().to_string()))
+    };
+    match (output, exporter) {
+        (Some(_), Some(_)) => bail!("give --output or --exporter, not both"),
+        (Some(output), None) => {
+            let mut attrs = BTreeMap::new();
+            let mut kind = None;
+            let mut names = Vec::new();
+            for part in output.split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = pair(part)?;
+                match k.as_str() {
+                    "type" => kind = Some(v),
+                    // `name=a,name=b` and `name=a` both work; the exporter splits on commas.
+                    "name" => names.push(v),
+                    _ => {
+                        attrs.insert(k, v);
+                    }
+                }
+            }
+            if !names.is_empty() {
+                attrs.insert("name".into(), names.join(","));
+            }
+            Ok((kind.context("--output needs type=…")?, attrs))
+        }
+        (None, Some(exporter)) => Ok((
+            exporter,
+            opts.iter().map(|o| pair(o)).collect::<Result<_, _>>()?,
+        )),
+        (None, None) => Ok((String::new(), BTreeMap::new())),
+    }
+}
+
+fn build(
+    addr: &str,
+    exporter: String,
+    exporter_attrs: BTreeMap<String, String>,
+    mode: ProgressMode,
+    no_cache: bool,
+) -> anyhow::Result<()> {
+    let mut definition = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut definition)
+        .context("failed to read the definition from stdin")?;
+    if definition.is_empty() {
+        bail!("no build definition on stdin; pipe one in, e.g. `cargo run -p oxkit-llb --example hello | oxctl build`");
+    }
+    let mode = match mode {
+        ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
+        ProgressMode::Auto => ProgressMode::Plain,
+        other => other,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    rt.block_on(async {
+        let mut client = BuildClient::connect(addr).await?;
+        let mut events = Box::pin(
+            client
+                .solve(SolveOptions {
+                    definition,
+                    exporter,
+                    exporter_attrs,
+                    no_cache,
+                })
+                .await?,
+        );
+        let mut printer = ProgressPrinter::new(std::io::stderr(), mode);
+        let mut tick = tokio::time::interval(Duration::from_millis(150));
+        let mut result = None;
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    None => break,
+                    Some(Err(e)) => {
+                        printer.tick();
+                        return Err(anyhow::Error::new(e).context("build failed"));
+                    }
+                    Some(Ok(Progress::Result(r))) => result = Some(r),
+                    Some(Ok(p)) => printer.event(&p),
+                },
+                _ = tick.tick() => printer.tick(),
+            }
+        }
+        printer.tick();
+        let result = result.context("the daemon ended the build without a result")?;
+        let mut out = std::io::stdout();
+        for (k, v) in result {
+            writeln!(out, "{k}: {v}")?;
+        }
+        Ok(())
+    })
 }
 
 fn dump_llb() -> anyhow::Result<()> {

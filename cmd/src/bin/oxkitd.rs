@@ -26,6 +26,18 @@ struct DaemonArgs {
     /// State directory [default: /var/lib/oxkit].
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Socket of the build API that oxctl dials [default: /run/oxkit/oxkitd.sock].
+    #[arg(long, value_name = "SOCK")]
+    address: Option<PathBuf>,
+    /// containerd's socket, for builds [default: /run/containerd/containerd.sock].
+    #[arg(long, value_name = "SOCK")]
+    containerd_address: Option<PathBuf>,
+    /// containerd namespace of builds and their images [default: buildkit].
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// How many build steps run at once [default: 4].
+    #[arg(long, value_name = "N")]
+    max_parallelism: Option<usize>,
     /// Socket of the Snapshots API that containerd's proxy plugin dials [default: /run/oxkit/snapshotter.sock].
     #[arg(long, value_name = "SOCK")]
     snapshotter_address: Option<PathBuf>,
@@ -99,6 +111,18 @@ fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     };
     if let Some(v) = args.root {
         config.root = v;
+    }
+    if let Some(v) = args.address {
+        config.address = v;
+    }
+    if let Some(v) = args.containerd_address {
+        config.containerd_address = v;
+    }
+    if let Some(v) = args.namespace {
+        config.namespace = v;
+    }
+    if let Some(v) = args.max_parallelism {
+        config.max_parallelism = v;
     }
     if let Some(v) = args.snapshotter_address {
         config.snapshotter.address = v;

@@ -4,8 +4,10 @@
 //!
 //! Run with `cargo build --bin oxkitd && cargo test -p oxkit-integration -- --test-threads=2`.
 
+mod build;
 mod containerd;
 mod daemon;
 mod exporter;
 mod fixture;
 mod snapshotter;
+mod worker;

@@ -15,6 +15,14 @@ pub struct Config {
     pub root: PathBuf,
     /// Log filter, as `RUST_LOG` takes it: `info`, `debug`, `oxkit_snapshotter=trace`.
     pub log_level: String,
+    /// The build API socket `oxctl --addr unix://…` dials.
+    pub address: PathBuf,
+    /// containerd's socket, for builds.
+    pub containerd_address: PathBuf,
+    /// The containerd namespace builds and their images live in.
+    pub namespace: String,
+    /// How many build steps run at once.
+    pub max_parallelism: usize,
     /// The snapshotter containerd loads as proxy plugin `oxkit`.
     pub snapshotter: SnapshotterConfig,
 }
@@ -34,6 +42,10 @@ impl Default for Config {
         Config {
             root: "/var/lib/oxkit".into(),
             log_level: "info".into(),
+            address: "/run/oxkit/oxkitd.sock".into(),
+            containerd_address: "/run/containerd/containerd.sock".into(),
+            namespace: "buildkit".into(),
+            max_parallelism: 4,
             snapshotter: SnapshotterConfig::default(),
         }
     }
@@ -70,6 +82,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), DaemonError> {
         for (key, value) in [
             ("root", &self.root),
+            ("address", &self.address),
+            ("containerd_address", &self.containerd_address),
             ("snapshotter.address", &self.snapshotter.address),
         ] {
             if !value.is_absolute() {

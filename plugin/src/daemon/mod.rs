@@ -10,20 +10,57 @@ use std::sync::Arc;
 use oxkit_snapshotter::{Mode, SnapshotService, Snapshotter};
 
 pub use config::{Config, SnapshotterConfig};
+
+use crate::control::{BuildConfig, ControlService};
 pub use error::DaemonError;
 
-/// Serves everything `config` asks for until `shutdown` resolves, then removes its sockets.
+/// Serves everything `config` asks for — the snapshotter on its socket, the build API on
+/// `config.address` — until `shutdown` resolves, then removes its sockets.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
-    serve_snapshotter(
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let build = ControlService::new(BuildConfig {
+        root: config.root.clone(),
+        containerd_address: config.containerd_address.clone(),
+        namespace: config.namespace.clone(),
+        max_parallelism: config.max_parallelism,
+    });
+    let listener =
+        oxkit_snapshotter::socket::bind(&config.address).map_err(|source| DaemonError::Listen {
+            address: config.address.clone(),
+            source,
+        })?;
+    tracing::info!(address = %config.address.display(), containerd = %config.containerd_address.display(), "serving the build API");
+    let build_server = tonic::transport::Server::builder()
+        .add_service(build.into_server())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            stopped(stop_rx.clone()),
+        );
+    let snapshotter = serve_snapshotter(
         &config.root,
         config.snapshotter.mode,
         &config.snapshotter.address,
-        shutdown,
-    )
-    .await
+        stopped(stop_rx),
+    );
+    let signal = async {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let (built, snapped, ()) = tokio::join!(build_server, snapshotter, signal);
+    if let Err(e) = std::fs::remove_file(&config.address) {
+        tracing::warn!(address = %config.address.display(), error = %e, "failed to remove socket");
+    }
+    built.map_err(|source| DaemonError::Serve {
+        address: config.address.clone(),
+        source,
+    })?;
+    snapped
 }
 
 /// Serves only containerd's Snapshots API for the snapshotter at `root`, on `address`.

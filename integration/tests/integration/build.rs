@@ -1,0 +1,148 @@
+//! Builds end to end: an LLB definition piped into `oxctl build`, solved by oxkitd on a real
+//! containerd and runc, exported as an image that `ctr run` starts with and without oxkit.
+
+use oxkit_integration::{busybox_image, Fixture, TestResult};
+
+const BASE: &str = "docker.io/library/busybox:latest";
+
+fn fixture_with_busybox() -> Result<Option<Fixture>, oxkit_integration::FixtureError> {
+    let Some(fx) = Fixture::start()? else {
+        return Ok(None);
+    };
+    let built = busybox_image(BASE)?.write_archive(&fx.image_path("busybox.tar"))?;
+    fx.import(&built)?;
+    Ok(Some(fx))
+}
+
+/// busybox, then `steps` run in order, each a shell command with a custom name.
+fn definition(steps: &[(&str, &str)]) -> Vec<u8> {
+    let mut state = oxkit_llb::image(BASE);
+    for (name, script) in steps {
+        state = state.sh(script).custom_name(name).root();
+    }
+    state.marshal().expect("marshal").to_bytes()
+}
+
+fn build(
+    fx: &Fixture,
+    def: &[u8],
+    image: &str,
+) -> Result<(bool, String, String), oxkit_integration::FixtureError> {
+    let output = format!("type=image,name={image}");
+    fx.oxctl(&["build", "--progress", "plain", "--output", &output], def)
+}
+
+#[test]
+fn a_built_image_runs_with_and_without_oxkit_and_rebuilds_from_cache() -> TestResult {
+    let Some(mut fx) = fixture_with_busybox()? else {
+        return Ok(());
+    };
+    let def = definition(&[
+        ("write greeting", "echo built-by-oxkit > /greeting"),
+        ("list", "ls /greeting"),
+    ]);
+    let (ok, stdout, stderr) = build(&fx, &def, "docker.io/library/app:dev")?;
+    assert!(ok, "build failed:\n{stderr}");
+    assert!(
+        stdout.contains("containerd.image.digest: sha256:"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("write greeting") && stderr.contains("DONE"),
+        "{stderr}"
+    );
+    let listed = fx.ctr(["images", "ls", "-q"])?;
+    assert!(
+        listed.lines().any(|l| l == "docker.io/library/app:dev"),
+        "{listed}"
+    );
+
+    let before = fx.snapshots()?;
+    assert_eq!(
+        fx.run("docker.io/library/app:dev", &["cat", "/greeting"])?
+            .trim(),
+        "built-by-oxkit"
+    );
+    assert_eq!(
+        fx.snapshots()?,
+        before,
+        "ctr run through oxkit unpacked nothing"
+    );
+    let id = fx.unique_id("plain");
+    let out = fx.ctr([
+        "run",
+        "--rm",
+        "docker.io/library/app:dev",
+        id.as_str(),
+        "cat",
+        "/greeting",
+    ])?;
+    assert_eq!(
+        out.trim(),
+        "built-by-oxkit",
+        "the default snapshotter unpacks the exported blobs"
+    );
+
+    // The same definition again: every step cached, none run.
+    let (ok, _, stderr) = build(&fx, &def, "docker.io/library/app:dev")?;
+    assert!(ok, "{stderr}");
+    assert_eq!(stderr.matches("CACHED").count(), 3, "{stderr}");
+    assert!(!stderr.contains("DONE"), "nothing ran:\n{stderr}");
+
+    // A changed last step re-runs that step only.
+    let changed = definition(&[
+        ("write greeting", "echo built-by-oxkit > /greeting"),
+        ("list", "ls -l /greeting"),
+    ]);
+    let (ok, _, stderr) = build(&fx, &changed, "docker.io/library/app:dev2")?;
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stderr.matches("DONE").count(),
+        1,
+        "only the changed step ran:\n{stderr}"
+    );
+
+    // The cache outlives the daemon.
+    fx.restart_oxkitd()?;
+    fx.wait_snapshotter_reachable()?;
+    let (ok, _, stderr) = build(&fx, &def, "docker.io/library/app:dev")?;
+    assert!(ok, "{stderr}");
+    assert!(
+        !stderr.contains("DONE"),
+        "fully cached after restarting oxkitd:\n{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_failing_step_names_itself_and_its_exit_code_and_the_daemon_carries_on() -> TestResult {
+    let Some(fx) = fixture_with_busybox()? else {
+        return Ok(());
+    };
+    let def = definition(&[("doomed step", "echo about-to-fail; exit 3")]);
+    let (ok, _, stderr) = build(&fx, &def, "docker.io/library/doomed:dev")?;
+    assert!(!ok, "the build must fail");
+    assert!(
+        stderr.contains("doomed step"),
+        "the error names the step:\n{stderr}"
+    );
+    assert!(
+        stderr.contains('3'),
+        "the error gives the exit code:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("about-to-fail"),
+        "the error carries the output's tail:\n{stderr}"
+    );
+    // A malformed definition is refused cleanly too.
+    let (ok, _, stderr) = build(&fx, b"not a definition", "docker.io/library/x:dev")?;
+    assert!(!ok && stderr.contains("definition"), "{stderr}");
+    // And the daemon still builds.
+    let (ok, _, stderr) = build(
+        &fx,
+        &definition(&[("fine", "true")]),
+        "docker.io/library/fine:dev",
+    )?;
+    assert!(ok, "{stderr}");
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! The build API's server side: `Solve` turns an LLB definition into a solver graph over the
+//! worker's ops, streams the solve's progress, and exports the result; `Info` says what the daemon
+//! builds with. The containerd connection is made at the first build (containerd may start after
+//! oxkitd, as it should) and kept.
+
+mod base;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use oxkit_containerd::{Client, LeaseOptions, LinuxMounter};
+use oxkit_exporter::{BaseImage, ImageExportOptions, ImageExporter};
+use oxkit_llb::Definition;
+use oxkit_solver::{Event, EventKind, RedbCacheStore, SolveOptions, Solver, SolverConfig};
+use oxkit_worker::{SnapshotRef, Worker, WorkerOptions};
+use tokio::sync::{mpsc, OnceCell};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::proto::{self, control_server::Control};
+
+pub use crate::proto::control_server::ControlServer;
+
+/// The lease that holds every build result (snapshots, blobs) between builds; prune releases it.
+const CACHE_LEASE: &str = "oxkit-build-cache";
+
+/// What the build service needs to know.
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    /// The daemon's root: the cache records (`cache.redb`) and the worker's scratch (`worker/`).
+    pub root: PathBuf,
+    /// containerd's socket.
+    pub containerd_address: PathBuf,
+    /// The containerd namespace builds and images live in.
+    pub namespace: String,
+    /// How many steps run at once.
+    pub max_parallelism: usize,
+}
+
+/// The connected part: made at the first build.
+struct Backend {
+    worker: Worker,
+    solver: Solver,
+}
+
+/// The `Control` gRPC service.
+pub struct ControlService {
+    config: BuildConfig,
+    backend: OnceCell<Arc<Backend>>,
+}
+
+impl ControlService {
+    /// A service that connects to containerd when the first build comes.
+    pub fn new(config: BuildConfig) -> Self {
+        ControlService {
+            config,
+            backend: OnceCell::new(),
+        }
+    }
+
+    /// The tonic server to add to a router.
+    pub fn into_server(self) -> ControlServer<Self> {
+        ControlServer::new(self)
+    }
+
+    async fn backend(&self) -> Result<Arc<Backend>, Status> {
+        self.backend
+            .get_or_try_init(|| self.connect())
+            .await
+            .cloned()
+    }
+
+    async fn connect(&self) -> Result<Arc<Backend>, Status> {
+        let c = &self.config;
+        let client = Client::connect(&c.containerd_address, &c.namespace)
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "cannot reach containerd at {}: {e}",
+                    c.containerd_address.display()
+                ))
+            })?;
+        let options = LeaseOptions {
+            id: Some(CACHE_LEASE.into()),
+            ..Default::default()
+        };
+        match client.leases().create(options).await {
+            Ok(_) => {}
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => {
+                return Err(Status::unavailable(format!(
+                    "cannot create the build cache lease: {e}"
+                )))
+            }
+        }
+        let leased = client
+            .with_lease_id(CACHE_LEASE)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let worker = Worker::new(
+            leased,
+            Arc::new(LinuxMounter),
+            WorkerOptions {
+                scratch_dir: c.root.join("worker"),
+            },
+        )
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let store = RedbCacheStore::open(&c.root.join("cache.redb"))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let solver = Solver::new(
+            Arc::new(store),
+            Arc::new(worker.clone()),
+            SolverConfig {
+                max_parallelism: c.max_parallelism.max(1),
+            },
+        );
+        tracing::info!(containerd = %c.containerd_address.display(), namespace = c.namespace, "build service connected");
+        Ok(Arc::new(Backend { worker, solver }))
+    }
+}
+
+/// Parsed exporter settings: checked before any work is done.
+enum Export {
+    None,
+    Image(ImageExportOptions),
+}
+
+fn parse_export(exporter: &str, attrs: &BTreeMap<String, String>) -> Result<Export, Status> {
+    match exporter {
+        "" => Ok(Export::None),
+        "image" => ImageExportOptions::parse(attrs)
+            .map(Export::Image)
+            .map_err(|e| Status::invalid_argument(e.to_string())),
+        other => Err(Status::invalid_argument(format!(
+            "exporter {other:?} is not supported yet; use type=image"
+        ))),
+    }
+}
+
+type SolveStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::SolveEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    type SolveStream = SolveStream;
+
+    async fn solve(
+        &self,
+        request: Request<proto::SolveRequest>,
+    ) -> Result<Response<SolveStream>, Status> {
+        let r = request.into_inner();
+        let graph = Definition::from_bytes(&r.definition)
+            .and_then(|d| d.parse())
+            .map_err(|e| Status::invalid_argument(format!("invalid build definition: {e}")))?;
+        let attrs: BTreeMap<String, String> = r.exporter_attrs.into_iter().collect();
+        let export = parse_export(&r.exporter, &attrs)?;
+        let backend = self.backend().await?;
+        let edge = backend
+            .worker
+            .solver_edge(&graph)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .ok_or_else(|| Status::invalid_argument("the build definition has no result"))?;
+        let base = base::base_image(&graph);
+        let (tx, rx) = mpsc::channel(256);
+        let no_cache = r.no_cache;
+        let root = self.config.root.clone();
+        tokio::spawn(async move {
+            let result = build(&backend, &edge, no_cache, export, base, &root, &tx).await;
+            let event = match result {
+                Ok(response) => Ok(proto::SolveEvent {
+                    event: Some(proto::solve_event::Event::Result(proto::SolveResult {
+                        exporter_response: response.into_iter().collect(),
+                    })),
+                }),
+                Err(status) => Err(status),
+            };
+            let _ = tx.send(event).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn info(
+        &self,
+        _: Request<proto::InfoRequest>,
+    ) -> Result<Response<proto::InfoResponse>, Status> {
+        Ok(Response::new(proto::InfoResponse {
+            version: env!("CARGO_PKG_VERSION").into(),
+            containerd_address: self.config.containerd_address.display().to_string(),
+            namespace: self.config.namespace.clone(),
+            snapshotter: oxkit_containerd::DEFAULT_SNAPSHOTTER.into(),
+        }))
+    }
+}
+
+type Events = mpsc::Sender<Result<proto::SolveEvent, Status>>;
+
+/// Solves `edge`, forwarding progress to `tx`, then exports; returns the exporter's response.
+async fn build(
+    backend: &Backend,
+    edge: &oxkit_solver::Edge,
+    no_cache: bool,
+    export: Export,
+    base: Option<String>,
+    root: &std::path::Path,
+    tx: &Events,
+) -> Result<BTreeMap<String, String>, Status> {
+    let (ptx, mut prx) = mpsc::unbounded_channel::<Event>();
+    let forward = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(event) = prx.recv().await {
+                // A client that went away stops receiving; the build goes on to its end.
+                let _ = tx.send(Ok(wire_event(event))).await;
+            }
+        })
+    };
+    let solved = backend
+        .solver
+        .solve(
+            edge,
+            SolveOptions {
+                no_cache,
+                progress: Some(ptx),
+            },
+        )
+        .await;
+    let _ = forward.await;
+    let output = solved.map_err(|e| Status::aborted(e.chain()))?;
+    let top = SnapshotRef::from_output(&output)
+        .ok_or_else(|| Status::internal("the build result is not a snapshot"))?
+        .name()
+        .to_string();
+    let mut response = BTreeMap::new();
+    match export {
+        Export::None => {}
+        Export::Image(options) => {
+            let client = backend.worker.client();
+            let base = match base {
+                Some(name) => Some(
+                    BaseImage::load(client, &name)
+                        .await
+                        .map_err(|e| Status::failed_precondition(e.to_string()))?,
+                ),
+                None => None,
+            };
+            let scratch = root.join("worker");
+            let exported = ImageExporter::new(client.clone(), scratch)
+                .export(&top, base.as_ref(), &options)
+                .await
+                .map_err(|e| Status::internal(format!("export failed: {e}")))?;
+            response.insert("containerd.image.name".into(), options.names.join(","));
+            response.insert(
+                "containerd.image.digest".into(),
+                exported.manifest.digest.to_string(),
+            );
+            response.insert(
+                "containerd.config.digest".into(),
+                exported.config.to_string(),
+            );
+        }
+    }
+    Ok(response)
+}
+
+fn wire_event(e: Event) -> proto::SolveEvent {
+    use proto::vertex_status::State;
+    let time = Some(prost_types::Timestamp::from(e.time));
+    let vertex = |state: State, error: String| {
+        proto::solve_event::Event::Vertex(proto::VertexStatus {
+            digest: e.vertex.digest.clone(),
+            name: e.vertex.name.clone(),
+            state: state as i32,
+            time,
+            error,
+        })
+    };
+    let event = match e.kind {
+        EventKind::Started => vertex(State::Started, String::new()),
+        EventKind::Cached => vertex(State::Cached, String::new()),
+        EventKind::Completed => vertex(State::Completed, String::new()),
+        EventKind::Failed { ref error } => vertex(State::Failed, error.clone()),
+        EventKind::Canceled => vertex(State::Canceled, String::new()),
+        EventKind::Log { stream, ref data } => proto::solve_event::Event::Log(proto::VertexLog {
+            digest: e.vertex.digest.clone(),
+            stream: match stream {
+                oxkit_solver::Stream::Stdout => 1,
+                oxkit_solver::Stream::Stderr => 2,
+            },
+            data: data.to_vec(),
+            time,
+        }),
+    };
+    event.into()
+}
+
+impl From<proto::solve_event::Event> for proto::SolveEvent {
+    fn from(event: proto::solve_event::Event) -> Self {
+        proto::SolveEvent { event: Some(event) }
+    }
+}

@@ -1,0 +1,115 @@
+//! [`WorkerError`]: what the worker's ops and loader fail with.
+
+use oxkit_containerd::ContainerdError;
+
+/// Why an image source or exec op, or the worker itself, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A containerd call failed.
+    #[error("{action}: {source}")]
+    Containerd {
+        /// What the worker was doing.
+        action: String,
+        /// containerd's error.
+        #[source]
+        source: ContainerdError,
+    },
+    /// The image is not in containerd's image store (pulling from registries is not supported yet).
+    #[error(
+        "image {image} is not in containerd's image store (namespace {namespace}); pulling from a \
+         registry is not supported yet: import it first (`ctr -n {namespace} images import`)"
+    )]
+    ImageNotInStore {
+        /// The normalized reference.
+        image: String,
+        /// The namespace looked in.
+        namespace: String,
+    },
+    /// The image's index, manifest or config could not be read.
+    #[error("image {image}: {problem}")]
+    BadImage {
+        /// The reference.
+        image: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The process exited with a code that does not count as success.
+    #[error(
+        "process {args:?} did not complete successfully: exit code: {code}{}",
+        tail_suffix(.tail)
+    )]
+    ExitCode {
+        /// The argv.
+        args: Vec<String>,
+        /// The exit code (128 + signal if killed).
+        code: u32,
+        /// The last bytes of its output (stdout and stderr interleaved).
+        tail: String,
+    },
+    /// The op uses something this worker does not support (yet).
+    #[error("{what} is not supported yet")]
+    Unsupported {
+        /// What, as the user wrote it.
+        what: String,
+    },
+    /// The op is malformed (e.g. an input index out of range); a bug in the definition or its parser.
+    #[error("invalid op: {0}")]
+    InvalidOp(String),
+    /// The user of a run step could not be resolved.
+    #[error("could not resolve user {user:?}: {reason}")]
+    User {
+        /// The `user[:group]` as written.
+        user: String,
+        /// Why.
+        reason: String,
+    },
+    /// A selector path is unusable (leaves the snapshot, or passes through a symlink).
+    #[error("mount selector {selector:?}: {reason}")]
+    Selector {
+        /// The selector.
+        selector: String,
+        /// Why.
+        reason: String,
+    },
+    /// A host file system operation failed.
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        /// What was done.
+        action: &'static str,
+        /// On what.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An input of the op is not a snapshot of this worker.
+    #[error("input {index} is not a snapshot of this worker ({found})")]
+    ForeignInput {
+        /// The input's position.
+        index: usize,
+        /// Its debug form.
+        found: String,
+    },
+}
+
+fn tail_suffix(tail: &str) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; output tail:\n{tail}")
+    }
+}
+
+/// Wraps a containerd error with what was being done.
+pub(crate) trait Context<T> {
+    fn doing(self, action: impl FnOnce() -> String) -> Result<T, WorkerError>;
+}
+
+impl<T> Context<T> for Result<T, ContainerdError> {
+    fn doing(self, action: impl FnOnce() -> String) -> Result<T, WorkerError> {
+        self.map_err(|source| WorkerError::Containerd {
+            action: action(),
+            source,
+        })
+    }
+}

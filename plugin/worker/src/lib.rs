@@ -1,0 +1,33 @@
+//! oxkit's worker: adapts containerd to the solver. It owns the leased containerd client, the
+//! mounter and a scratch directory; it turns LLB vertices into solver ops — the image source
+//! ([`ImageSourceOp`]) and the exec op ([`ExecOp`]) — whose outputs are committed snapshots
+//! ([`SnapshotRef`]), and loads recorded results back ([`Worker`] is the solver's `ResultLoader`).
+//! File ops live in `oxkit-fileop`.
+
+mod cache_mount;
+mod error;
+mod exec;
+mod image;
+mod names;
+mod tail;
+mod user;
+mod worker;
+
+pub use error::WorkerError;
+pub use exec::{exec_cache_digest, ExecOp};
+pub use image::{chain_ids, ImageConfig, ImageSourceOp};
+pub use user::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
+pub use worker::{OpFor, SnapshotRef, Worker, WorkerOptions};
+
+/// The crates whose types appear in this API (LLB graphs, solver ops and outputs, containerd
+/// client), for callers that do not depend on them directly.
+pub use {oxkit_containerd, oxkit_llb, oxkit_solver};
+
+/// The channel solve progress travels on (`oxkit_solver::SolveOptions::progress`), for callers
+/// without their own tokio dependency.
+pub fn progress_channel() -> (
+    tokio::sync::mpsc::UnboundedSender<oxkit_solver::Event>,
+    tokio::sync::mpsc::UnboundedReceiver<oxkit_solver::Event>,
+) {
+    tokio::sync::mpsc::unbounded_channel()
+}
