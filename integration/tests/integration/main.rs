@@ -8,6 +8,7 @@ mod build;
 mod containerd;
 mod daemon;
 mod exporter;
+mod fileop;
 mod fixture;
 mod snapshotter;
 mod worker;

@@ -2,7 +2,7 @@
 
 use oxkit_containerd::ContainerdError;
 
-/// Why an image source or exec op, or the worker itself, failed.
+/// Why an image source, exec or file op, or the worker itself, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     /// A containerd call failed.
@@ -82,6 +82,9 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
+    /// A file action failed (the error names the action and its path inside the snapshot).
+    #[error(transparent)]
+    FileAction(#[from] oxkit_fileop::FileOpError),
     /// An input of the op is not a snapshot of this worker.
     #[error("input {index} is not a snapshot of this worker ({found})")]
     ForeignInput {

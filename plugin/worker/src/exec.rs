@@ -275,7 +275,10 @@ const CLEANUP_ROUNDS: usize = 40;
 const CLEANUP_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Unmounts and removes `dirs` in reverse order; the first error is returned after trying all.
-async fn unmount_all(mounter: Arc<dyn Mounter>, dirs: Vec<PathBuf>) -> Result<(), WorkerError> {
+pub(crate) async fn unmount_all(
+    mounter: Arc<dyn Mounter>,
+    dirs: Vec<PathBuf>,
+) -> Result<(), WorkerError> {
     if dirs.is_empty() {
         return Ok(());
     }
@@ -309,7 +312,7 @@ async fn unmount_all(mounter: Arc<dyn Mounter>, dirs: Vec<PathBuf>) -> Result<()
 }
 
 /// Mounts `mounts` on a new dir under the worker's scratch dir (blocking work off the runtime).
-async fn mount_at(
+pub(crate) async fn mount_at(
     worker: &Worker,
     name: &str,
     mounts: Vec<CdMount>,

@@ -1,12 +1,13 @@
 //! oxkit's worker: adapts containerd to the solver. It owns the leased containerd client, the
 //! mounter and a scratch directory; it turns LLB vertices into solver ops — the image source
-//! ([`ImageSourceOp`]) and the exec op ([`ExecOp`]) — whose outputs are committed snapshots
+//! ([`ImageSourceOp`]), the exec op ([`ExecOp`]) and the file op ([`FileOpOp`], which applies
+//! `oxkit-fileop`'s actions to snapshots) — whose outputs are committed snapshots
 //! ([`SnapshotRef`]), and loads recorded results back ([`Worker`] is the solver's `ResultLoader`).
-//! File ops live in `oxkit-fileop`.
 
 mod cache_mount;
 mod error;
 mod exec;
+mod file;
 mod image;
 mod names;
 mod tail;
@@ -15,6 +16,7 @@ mod worker;
 
 pub use error::WorkerError;
 pub use exec::{exec_cache_digest, ExecOp};
+pub use file::{file_cache_map, FileOpOp};
 pub use image::{chain_ids, ImageConfig, ImageSourceOp};
 pub use user::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
 pub use worker::{OpFor, SnapshotRef, Worker, WorkerOptions};

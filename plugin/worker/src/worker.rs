@@ -15,6 +15,7 @@ use oxkit_solver::{Edge, Op, OpError, Output, OutputRef, ResultLoader, Vertex};
 use crate::cache_mount::CacheMounts;
 use crate::error::WorkerError;
 use crate::exec::ExecOp;
+use crate::file::FileOpOp;
 use crate::image::{ImageConfig, ImageSourceOp};
 
 /// The output of the worker's ops: a committed snapshot in containerd (namespace of the worker's
@@ -176,9 +177,9 @@ impl Worker {
         &self.inner.caches
     }
 
-    /// The solver op of `vertex`: an [`ImageSourceOp`] for `docker-image://` sources and an
-    /// [`ExecOp`] for exec ops. Other sources, file and merge ops are not this worker's
-    /// ([`WorkerError::Unsupported`]): the daemon maps them to their own crates.
+    /// The solver op of `vertex`: an [`ImageSourceOp`] for `docker-image://` sources, an
+    /// [`ExecOp`] for exec ops and a [`FileOpOp`] for file ops. Other sources and merge ops are
+    /// not this worker's ([`WorkerError::Unsupported`]): the daemon maps them to their own crates.
     pub fn op(&self, vertex: &oxkit_llb::Vertex) -> Result<Arc<dyn Op>, WorkerError> {
         match &vertex.op {
             LlbOp::Source(source) => match &source.source {
@@ -192,6 +193,11 @@ impl Worker {
                 }),
             },
             LlbOp::Exec(exec) => Ok(Arc::new(ExecOp::new(self.clone(), exec.clone()))),
+            LlbOp::File(file) => Ok(Arc::new(FileOpOp::new(
+                self.clone(),
+                file.clone(),
+                vertex.inputs.len(),
+            ))),
             other => Err(WorkerError::Unsupported {
                 what: format!("the {} op in the worker", other.kind()),
             }),
