@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use oxkit_plugin::client::{
-    BuildClient, Progress, ProgressMode, ProgressPrinter, SolveOptions, DEFAULT_ADDRESS,
+    BuildClient, Destination, ExportSink, Progress, ProgressMode, ProgressPrinter, SolveOptions,
+    DEFAULT_ADDRESS,
 };
 use tokio_stream::StreamExt;
 
@@ -31,7 +32,9 @@ struct Cli {
 enum Command {
     /// Build the LLB definition read from stdin.
     Build {
-        /// Where the result goes: `type=image,name=REF[,compression=zstd]`.
+        /// Where the result goes: `type=image,name=REF[,compression=zstd]` (into containerd),
+        /// `type=oci,dest=FILE|-[,name=REF]` (an OCI archive) or `type=local,dest=DIR` (the
+        /// result's files).
         #[arg(long)]
         output: Option<String>,
         /// Older spelling of --output's type (`--exporter image --exporter-opt name=…`).
@@ -132,10 +135,11 @@ fn exporter_options(
 fn build(
     addr: &str,
     exporter: String,
-    exporter_attrs: BTreeMap<String, String>,
+    mut exporter_attrs: BTreeMap<String, String>,
     mode: ProgressMode,
     no_cache: bool,
 ) -> anyhow::Result<()> {
+    let dest = Destination::take(&exporter, &mut exporter_attrs)?;
     let mut definition = Vec::new();
     std::io::stdin()
         .read_to_end(&mut definition)
@@ -153,6 +157,7 @@ fn build(
         .build()
         .context("failed to start the async runtime")?;
     rt.block_on(async {
+        let mut sink = ExportSink::open(&dest)?;
         let mut client = BuildClient::connect(addr).await?;
         let mut events = Box::pin(
             client
@@ -176,6 +181,7 @@ fn build(
                         return Err(anyhow::Error::new(e).context("build failed"));
                     }
                     Some(Ok(Progress::Result(r))) => result = Some(r),
+                    Some(Ok(Progress::Export(data))) => sink.write(data).await?,
                     Some(Ok(p)) => printer.event(&p),
                 },
                 _ = tick.tick() => printer.tick(),
@@ -183,7 +189,13 @@ fn build(
         }
         printer.tick();
         let result = result.context("the daemon ended the build without a result")?;
-        let mut out = std::io::stdout();
+        sink.finish().await?;
+        // With `dest=-` the archive has stdout to itself.
+        let mut out: Box<dyn Write> = if dest.is_stdout() {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        };
         for (k, v) in result {
             writeln!(out, "{k}: {v}")?;
         }

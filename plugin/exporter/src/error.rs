@@ -6,8 +6,10 @@ use oxkit_containerd::ContainerdError;
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// An exporter option is unknown or malformed.
-    #[error("image exporter option {key:?}: {reason}")]
+    #[error("{exporter} exporter option {key:?}: {reason}")]
     InvalidOption {
+        /// The exporter (`image`, `oci`, `local`).
+        exporter: &'static str,
         /// The option.
         key: String,
         /// What is wrong.
@@ -46,6 +48,17 @@ pub enum ExportError {
         name: String,
         /// What is wrong.
         reason: String,
+    },
+    /// Writing the exporter's output stream (an OCI archive, a tar of the result) failed.
+    #[error("failed to write the {exporter} export stream: {what}")]
+    Stream {
+        /// The exporter.
+        exporter: &'static str,
+        /// What was being written.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// Local I/O (temporary blob files) failed.
     #[error("{what}")]

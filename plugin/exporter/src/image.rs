@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use oxkit_containerd::{Client, Descriptor, Digest, Image, Labels, Mount};
-use oxkit_layer::{write_layer, LayerOptions};
+use oxkit_layer::{write_layer, Compression, LayerOptions};
 use serde_json::{json, Value};
 
 use crate::error::ctr;
@@ -90,6 +90,22 @@ pub struct ExportedImage {
     pub new_layers: usize,
 }
 
+/// An image built in the content store by [`ImageExporter::build_image`]: everything an image
+/// record or an OCI archive needs.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// The manifest.
+    pub manifest: Descriptor,
+    /// The config.
+    pub config: Descriptor,
+    /// Layer descriptors, bottom first (the base image's, then the new ones).
+    pub layers: Vec<Descriptor>,
+    /// Chain IDs of all layers, bottom first.
+    pub chain_ids: Vec<String>,
+    /// How many layers were written by this build (not taken from the base image).
+    pub new_layers: usize,
+}
+
 /// Exports build results as images into containerd's store through a leased client.
 pub struct ImageExporter {
     client: Client,
@@ -107,13 +123,43 @@ impl ImageExporter {
     }
 
     /// Exports committed snapshot `top` — built on `base`'s top layer, or on nothing — as
-    /// `options.names`.
+    /// `options.names`: builds the image ([`Self::build_image`]), makes sure every layer exists
+    /// as a chain-ID snapshot, and records the image under each name.
     pub async fn export(
         &self,
         top: &str,
         base: Option<&BaseImage>,
         options: &ImageExportOptions,
     ) -> Result<ExportedImage, ExportError> {
+        let built = self.build_image(top, base, options.compression).await?;
+        self.ensure_chain_snapshots(&built.chain_ids, &built.layers)
+            .await?;
+        for name in &options.names {
+            self.client
+                .images()
+                .create_or_update(&Image::new(name.clone(), built.manifest.clone()))
+                .await
+                .map_err(ctr(format!("failed to record image {name}")))?;
+        }
+        Ok(ExportedImage {
+            manifest: built.manifest,
+            config: built.config.digest,
+            chain_ids: built.chain_ids,
+            new_layers: built.new_layers,
+        })
+    }
+
+    /// Builds the image of committed snapshot `top` (on `base`, or on nothing) in the content
+    /// store: writes the new layers (`compression`), the config and the manifest, each with
+    /// containerd's GC labels, but records no image and makes no snapshots — what both the
+    /// `image` exporter and the `oci` archive start from. The blobs are held by the client's
+    /// lease.
+    pub async fn build_image(
+        &self,
+        top: &str,
+        base: Option<&BaseImage>,
+        compression: Compression,
+    ) -> Result<BuiltImage, ExportError> {
         let base_chain = base
             .map(|b| chain_ids(&b.config.diff_ids()))
             .unwrap_or_default();
@@ -127,12 +173,11 @@ impl ImageExporter {
                 .map_or(0, |d| d.as_secs()),
         );
         for snapshot in &new {
-            let (desc, diff_id) = self.write_layer(snapshot, options).await?;
+            let (desc, diff_id) = self.write_layer(snapshot, compression).await?;
             config.push_layer(&diff_id, &now, &format!("oxkit: snapshot {snapshot}"));
             layers.push(desc);
         }
         let chain = chain_ids(&config.diff_ids());
-        self.ensure_chain_snapshots(&chain, &layers).await?;
 
         let top_chain = chain.last().cloned().unwrap_or_default();
         let mut config_labels = Labels::new();
@@ -173,16 +218,10 @@ impl ImageExporter {
             .await
             .map_err(ctr("failed to write the image manifest"))?
             .descriptor;
-        for name in &options.names {
-            self.client
-                .images()
-                .create_or_update(&Image::new(name.clone(), manifest_desc.clone()))
-                .await
-                .map_err(ctr(format!("failed to record image {name}")))?;
-        }
-        Ok(ExportedImage {
+        Ok(BuiltImage {
             manifest: manifest_desc,
-            config: config_desc.digest,
+            config: config_desc,
+            layers,
             chain_ids: chain,
             new_layers: new.len(),
         })
@@ -226,7 +265,7 @@ impl ImageExporter {
     async fn write_layer(
         &self,
         snapshot: &str,
-        options: &ImageExportOptions,
+        compression: Compression,
     ) -> Result<(Descriptor, String), ExportError> {
         let view = format!("export-view-{}-{}", std::process::id(), unique());
         let mounts = self
@@ -248,7 +287,7 @@ impl ImageExporter {
             })?;
             let path = tmp.path().to_path_buf();
             let opts = LayerOptions {
-                compression: options.compression,
+                compression,
                 source_date_epoch: None,
             };
             let snap = snapshot.to_string();
@@ -376,7 +415,7 @@ fn upper_dir(snapshot: &str, mounts: &[Mount]) -> Result<PathBuf, ExportError> {
     }
 }
 
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)

@@ -1,15 +1,24 @@
-//! oxkit's image exporter: turns a build result — a committed snapshot in containerd, on top of
-//! an optional base image — into an OCI image in containerd's store. New layers are written from
-//! the snapshots' overlay upper directories (cost proportional to the change), blobs, config and
-//! manifest carry containerd's garbage-collection labels, and every layer exists as a committed
-//! snapshot named by its chain ID, so `ctr run --snapshotter oxkit` starts it without unpacking.
+//! oxkit's exporters: turn a build result — a committed snapshot in containerd, on top of an
+//! optional base image — into something outside the build.
+//!
+//! - `image`: an OCI image in containerd's store. New layers are written from the snapshots'
+//!   overlay upper directories (cost proportional to the change), blobs, config and manifest
+//!   carry containerd's garbage-collection labels, and every layer exists as a committed
+//!   snapshot named by its chain ID, so `ctr run --snapshotter oxkit` starts it without
+//!   unpacking.
+//! - `oci`: the same image as an OCI image layout in a tar stream ([`OciArchive`]).
+//! - `local`: the result's files as a tar stream ([`LocalExporter`]), and unpacking it.
 
 mod error;
 mod image;
+mod local;
+mod oci;
 mod options;
 mod spec;
 
 pub use error::ExportError;
-pub use image::{BaseImage, ExportedImage, ImageExporter};
-pub use options::ImageExportOptions;
+pub use image::{BaseImage, BuiltImage, ExportedImage, ImageExporter};
+pub use local::{unpack_tree, write_tree, LocalExporter};
+pub use oci::{BlobSource, OciArchive, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
+pub use options::{ImageExportOptions, LocalExportOptions, OciExportOptions};
 pub use spec::{chain_ids, ImageConfig};

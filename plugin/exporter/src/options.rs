@@ -1,4 +1,5 @@
-//! The image exporter's options, parsed before any work (`--output type=image,name=…,…`).
+//! The exporters' options, parsed before any work (`--output type=image,name=…,…`,
+//! `type=oci,…`, `type=local`).
 
 use std::collections::BTreeMap;
 
@@ -20,30 +21,13 @@ impl ImageExportOptions {
     /// (`gzip`, `zstd`, `uncompressed`), `compression-level`. Unknown keys are refused by name,
     /// and so is `push=true` (registries come with a later issue).
     pub fn parse(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
-        let bad = |key: &str, reason: String| ExportError::InvalidOption {
-            key: key.into(),
-            reason,
-        };
+        let bad = invalid("image");
         let mut names = Vec::new();
-        let mut kind = "gzip".to_string();
-        let mut level: Option<i64> = None;
+        let mut compression = CompressionOptions::default();
         for (key, value) in attrs {
             match key.as_str() {
-                "name" => names.extend(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|n| !n.is_empty())
-                        .map(String::from),
-                ),
-                "compression" => kind = value.clone(),
-                "compression-level" => {
-                    level = Some(
-                        value
-                            .parse()
-                            .map_err(|e| bad(key, format!("{value:?} is not a number: {e}")))?,
-                    )
-                }
+                "name" => names.extend(split_names(value)),
+                "compression" | "compression-level" => compression.set(key, value),
                 "push" if value == "false" => {}
                 "push" => {
                     return Err(bad(
@@ -65,7 +49,108 @@ impl ImageExportOptions {
                 "the image exporter needs at least one name".into(),
             ));
         }
-        let compression = match kind.as_str() {
+        let compression = compression.resolve("image")?;
+        Ok(ImageExportOptions { names, compression })
+    }
+}
+
+/// What `type=oci` was asked for. (`dest` is the client's: it writes the archive it receives.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciExportOptions {
+    /// Names for the image in the archive's index (`name=a,b` or repeated `name`); may be empty.
+    pub names: Vec<String>,
+    /// Layer compression.
+    pub compression: Compression,
+}
+
+impl OciExportOptions {
+    /// Parses the OCI archive exporter's attributes: `name` (optional, comma-separated; becomes
+    /// the index entries' `org.opencontainers.image.ref.name` and `io.containerd.image.name`
+    /// annotations), `compression`, `compression-level`. Unknown keys are refused by name.
+    pub fn parse(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
+        let bad = invalid("oci");
+        let mut names = Vec::new();
+        let mut compression = CompressionOptions::default();
+        for (key, value) in attrs {
+            match key.as_str() {
+                "name" => names.extend(split_names(value)),
+                "compression" | "compression-level" => compression.set(key, value),
+                _ => {
+                    return Err(bad(
+                        key,
+                        "unknown option; expected name, compression, compression-level (and dest, which the client keeps)".into(),
+                    ))
+                }
+            }
+        }
+        let compression = compression.resolve("oci")?;
+        Ok(OciExportOptions { names, compression })
+    }
+}
+
+/// What `type=local` was asked for: nothing yet beyond the client's `dest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalExportOptions {}
+
+impl LocalExportOptions {
+    /// Parses the local exporter's attributes: none are known on the daemon's side (`dest` is
+    /// the client's), so every key is refused by name.
+    pub fn parse(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
+        match attrs.keys().next() {
+            None => Ok(LocalExportOptions {}),
+            Some(key) => Err(invalid("local")(
+                key,
+                "unknown option; the local exporter takes only dest, which the client keeps".into(),
+            )),
+        }
+    }
+}
+
+fn invalid(exporter: &'static str) -> impl Fn(&str, String) -> ExportError {
+    move |key, reason| ExportError::InvalidOption {
+        exporter,
+        key: key.into(),
+        reason,
+    }
+}
+
+fn split_names(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+}
+
+/// `compression` and `compression-level` as given, checked together once both are known.
+#[derive(Default)]
+struct CompressionOptions {
+    kind: Option<String>,
+    level: Option<String>,
+}
+
+impl CompressionOptions {
+    fn set(&mut self, key: &str, value: &str) {
+        match key {
+            "compression" => self.kind = Some(value.into()),
+            _ => self.level = Some(value.into()),
+        }
+    }
+
+    fn resolve(self, exporter: &'static str) -> Result<Compression, ExportError> {
+        let bad = invalid(exporter);
+        let level: Option<i64> = self
+            .level
+            .map(|value| {
+                value.parse().map_err(|e| {
+                    bad(
+                        "compression-level",
+                        format!("{value:?} is not a number: {e}"),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(match self.kind.as_deref().unwrap_or("gzip") {
             "gzip" => Compression::Gzip {
                 level: level
                     .map_or(Ok(6), |l| {
@@ -90,8 +175,7 @@ impl ImageExportOptions {
                     format!("{other:?}; expected gzip, zstd or uncompressed"),
                 ))
             }
-        };
-        Ok(ImageExportOptions { names, compression })
+        })
     }
 }
 
@@ -149,5 +233,57 @@ mod tests {
                 "{bad:?}: {err}"
             );
         }
+    }
+
+    fn pairs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn oci_table() {
+        let o = OciExportOptions::parse(&pairs(&[])).unwrap();
+        assert_eq!(
+            (o.names, o.compression),
+            (Vec::<String>::new(), Compression::Gzip { level: 6 })
+        );
+        let o = OciExportOptions::parse(&pairs(&[
+            ("name", "docker.io/library/a:1,b"),
+            ("compression", "zstd"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            o.names,
+            vec!["docker.io/library/a:1".to_string(), "b".into()]
+        );
+        assert_eq!(o.compression, Compression::Zstd { level: 3 });
+        for (bad, key) in [
+            (&[("dest", "/tmp/x.tar")][..], "dest"),
+            (&[("push", "true")], "push"),
+            (&[("compression", "lz4")], "compression"),
+            (&[("compression-level", "99")], "compression-level"),
+        ] {
+            match OciExportOptions::parse(&pairs(bad)) {
+                Err(ExportError::InvalidOption {
+                    exporter, key: k, ..
+                }) => {
+                    assert_eq!((exporter, k.as_str()), ("oci", key), "{bad:?}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn local_takes_nothing_and_refuses_by_name() {
+        assert_eq!(
+            LocalExportOptions::parse(&pairs(&[])).unwrap(),
+            LocalExportOptions {}
+        );
+        let err = LocalExportOptions::parse(&pairs(&[("compression", "zstd")])).unwrap_err();
+        assert!(err.to_string().contains("\"compression\""), "{err}");
+        assert!(err.to_string().starts_with("local exporter"), "{err}");
     }
 }

@@ -1,6 +1,9 @@
-//! The build API's client side, for `oxctl`: connecting to oxkitd, solving, and showing progress.
-//! The wire types stay here; callers see [`SolveOptions`], [`Progress`] and [`DaemonInfo`].
+//! The build API's client side, for `oxctl`: connecting to oxkitd, solving, showing progress,
+//! and writing what the `oci` and `local` exporters stream back. The wire types stay here;
+//! callers see [`SolveOptions`], [`Progress`], [`DaemonInfo`], [`Destination`] and
+//! [`ExportSink`].
 
+mod export;
 mod progress;
 
 use std::collections::BTreeMap;
@@ -12,6 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::{self, control_client::ControlClient};
 
+pub use export::{Destination, ExportSink};
 pub use progress::{ProgressMode, ProgressPrinter};
 
 /// The daemon's default build API socket.
@@ -32,6 +36,30 @@ pub enum ClientError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// An `--output` option the client handles (`dest`) is missing or malformed.
+    #[error("{exporter} output option {key:?}: {reason}")]
+    Output {
+        /// The exporter.
+        exporter: String,
+        /// The option.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Writing the export's destination failed.
+    #[error("failed to {action} {}", .path.display())]
+    Destination {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory (`-` for stdout).
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon sent export data for a build that asked for none.
+    #[error("the daemon sent export data, but this build has no destination for it")]
+    UnexpectedExport,
     /// The daemon answered with an error (a failed build, a bad definition, …).
     #[error("{}", .0.message())]
     Status(#[from] tonic::Status),
@@ -42,7 +70,7 @@ pub enum ClientError {
 pub struct SolveOptions {
     /// The marshalled LLB definition.
     pub definition: Vec<u8>,
-    /// The exporter (`image`), or empty to solve only.
+    /// The exporter (`image`, `oci`, `local`), or empty to solve only.
     pub exporter: String,
     /// Its attributes.
     pub exporter_attrs: BTreeMap<String, String>,
@@ -90,6 +118,8 @@ pub enum Progress {
         /// The bytes.
         data: Vec<u8>,
     },
+    /// The next chunk of the exporter's output (`oci`, `local`), for an [`ExportSink`].
+    Export(Vec<u8>),
     /// The build finished: what the exporter reported.
     Result(BTreeMap<String, String>),
 }
@@ -139,8 +169,9 @@ impl BuildClient {
         })
     }
 
-    /// Starts a build; the stream yields its progress and ends with [`Progress::Result`], or an
-    /// error carrying the build's failure.
+    /// Starts a build; the stream yields its progress, then the export stream for `oci` and
+    /// `local` ([`Progress::Export`]), and ends with [`Progress::Result`], or an error carrying
+    /// the build's failure.
     pub async fn solve(
         &mut self,
         options: SolveOptions,
@@ -194,6 +225,7 @@ fn progress_of(e: proto::solve_event::Event) -> Progress {
             stream: l.stream,
             data: l.data,
         },
+        proto::solve_event::Event::Export(c) => Progress::Export(c.data),
         proto::solve_event::Event::Result(r) => {
             Progress::Result(r.exporter_response.into_iter().collect())
         }

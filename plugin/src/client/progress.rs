@@ -76,6 +76,13 @@ impl<W: Write> ProgressPrinter<W> {
 
     /// Shows one event.
     pub fn event(&mut self, event: &Progress) {
+        if let Progress::Export(data) = event {
+            // The export stream is for the destination, not the display: show its size only.
+            if self.mode == ProgressMode::RawJson {
+                let _ = writeln!(self.out, "{}", json!({"export": {"bytes": data.len()}}));
+            }
+            return;
+        }
         if self.mode == ProgressMode::RawJson {
             let _ = writeln!(self.out, "{}", raw_json(event));
             return;
@@ -89,7 +96,7 @@ impl<W: Write> ProgressPrinter<W> {
                 ..
             } => self.vertex(digest, name, *state, error),
             Progress::Log { digest, data, .. } => self.log(digest, data),
-            Progress::Result(_) => None,
+            Progress::Result(_) | Progress::Export(_) => None,
         };
         match self.mode {
             ProgressMode::Tty => self.redraw(),
@@ -242,6 +249,7 @@ fn raw_json(event: &Progress) -> serde_json::Value {
             json!({"log": {"digest": digest, "stream": stream, "data": String::from_utf8_lossy(data)}})
         }
         Progress::Result(r) => json!({"result": r}),
+        Progress::Export(data) => json!({"export": {"bytes": data.len()}}),
     }
 }
 

@@ -1,17 +1,22 @@
 //! The build API's server side: `Solve` turns an LLB definition into a solver graph over the
-//! worker's ops, streams the solve's progress, and exports the result; `Info` says what the daemon
-//! builds with. The containerd connection is made at the first build (containerd may start after
-//! oxkitd, as it should) and kept.
+//! worker's ops, streams the solve's progress, and exports the result — into containerd's image
+//! store, or streamed back for the client to write (an OCI archive, the result's files); `Info`
+//! says what the daemon builds with. The containerd connection is made at the first build
+//! (containerd may start after oxkitd, as it should) and kept.
 
 mod base;
+mod export;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use oxkit_containerd::{Client, LeaseOptions, LinuxMounter};
-use oxkit_exporter::{BaseImage, ImageExportOptions, ImageExporter};
+use oxkit_containerd::{Client, LeaseOptions, LinuxMounter, Mounter};
+use oxkit_exporter::{
+    BaseImage, ImageExportOptions, ImageExporter, LocalExportOptions, LocalExporter, OciArchive,
+    OciExportOptions,
+};
 use oxkit_llb::Definition;
 use oxkit_solver::{Event, EventKind, RedbCacheStore, SolveOptions, Solver, SolverConfig};
 use oxkit_worker::{SnapshotRef, Worker, WorkerOptions};
@@ -42,6 +47,8 @@ pub struct BuildConfig {
 /// The connected part: made at the first build.
 struct Backend {
     worker: Worker,
+    /// The worker's mounter, which the local exporter mounts the result with too.
+    mounter: Arc<dyn Mounter>,
     solver: Solver,
 }
 
@@ -98,9 +105,10 @@ impl ControlService {
         let leased = client
             .with_lease_id(CACHE_LEASE)
             .map_err(|e| Status::internal(e.to_string()))?;
+        let mounter: Arc<dyn Mounter> = Arc::new(LinuxMounter);
         let worker = Worker::new(
             leased,
-            Arc::new(LinuxMounter),
+            mounter.clone(),
             WorkerOptions {
                 scratch_dir: c.root.join("worker"),
             },
@@ -116,26 +124,44 @@ impl ControlService {
             },
         );
         tracing::info!(containerd = %c.containerd_address.display(), namespace = c.namespace, "build service connected");
-        Ok(Arc::new(Backend { worker, solver }))
+        Ok(Arc::new(Backend {
+            worker,
+            mounter,
+            solver,
+        }))
     }
 }
 
 /// Parsed exporter settings: checked before any work is done.
+#[derive(Debug, PartialEq)]
 enum Export {
     None,
+    /// Into containerd's image store.
     Image(ImageExportOptions),
+    /// An OCI archive, streamed to the client.
+    Oci(OciExportOptions),
+    /// A tar of the result's files, streamed to the client.
+    Local(LocalExportOptions),
 }
 
 fn parse_export(exporter: &str, attrs: &BTreeMap<String, String>) -> Result<Export, Status> {
-    match exporter {
-        "" => Ok(Export::None),
-        "image" => ImageExportOptions::parse(attrs)
-            .map(Export::Image)
-            .map_err(|e| Status::invalid_argument(e.to_string())),
-        other => Err(Status::invalid_argument(format!(
-            "exporter {other:?} is not supported yet; use type=image"
-        ))),
-    }
+    let parsed = match exporter {
+        "" if attrs.is_empty() => Ok(Export::None),
+        "" => {
+            return Err(Status::invalid_argument(
+                "exporter attributes given without an exporter",
+            ))
+        }
+        "image" => ImageExportOptions::parse(attrs).map(Export::Image),
+        "oci" => OciExportOptions::parse(attrs).map(Export::Oci),
+        "local" => LocalExportOptions::parse(attrs).map(Export::Local),
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "exporter {other:?} is not supported; use type=image, type=oci or type=local"
+            )))
+        }
+    };
+    parsed.map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 type SolveStream =
@@ -232,23 +258,16 @@ async fn build(
         .name()
         .to_string();
     let mut response = BTreeMap::new();
+    let client = backend.worker.client();
+    let scratch = root.join("worker");
     match export {
         Export::None => {}
         Export::Image(options) => {
-            let client = backend.worker.client();
-            let base = match base {
-                Some(name) => Some(
-                    BaseImage::load(client, &name)
-                        .await
-                        .map_err(|e| Status::failed_precondition(e.to_string()))?,
-                ),
-                None => None,
-            };
-            let scratch = root.join("worker");
+            let base = load_base(client, base).await?;
             let exported = ImageExporter::new(client.clone(), scratch)
                 .export(&top, base.as_ref(), &options)
                 .await
-                .map_err(|e| Status::internal(format!("export failed: {e}")))?;
+                .map_err(export_failed)?;
             response.insert("containerd.image.name".into(), options.names.join(","));
             response.insert(
                 "containerd.image.digest".into(),
@@ -259,8 +278,54 @@ async fn build(
                 exported.config.to_string(),
             );
         }
+        Export::Oci(options) => {
+            let base = load_base(client, base).await?;
+            let built = ImageExporter::new(client.clone(), scratch)
+                .build_image(&top, base.as_ref(), options.compression)
+                .await
+                .map_err(export_failed)?;
+            let archive = OciArchive::new(&built, &options.names);
+            let content = client.content();
+            export::stream_async(tx, |out| archive.write_to(&content, out)).await?;
+            if !options.names.is_empty() {
+                response.insert("image.name".into(), options.names.join(","));
+            }
+            response.insert(
+                "containerd.image.digest".into(),
+                built.manifest.digest.to_string(),
+            );
+            response.insert(
+                "containerd.config.digest".into(),
+                built.config.digest.to_string(),
+            );
+        }
+        Export::Local(LocalExportOptions {}) => {
+            let exporter = LocalExporter::new(client.clone(), backend.mounter.clone());
+            export::stream_blocking(tx, |out| exporter.export(&top, out)).await?;
+        }
     }
     Ok(response)
+}
+
+async fn load_base(client: &Client, base: Option<String>) -> Result<Option<BaseImage>, Status> {
+    match base {
+        Some(name) => BaseImage::load(client, &name)
+            .await
+            .map(Some)
+            .map_err(|e| Status::failed_precondition(e.to_string())),
+        None => Ok(None),
+    }
+}
+
+/// An export's failure as a status, with its causes (the client sees only the message).
+fn export_failed(e: oxkit_exporter::ExportError) -> Status {
+    let mut message = format!("export failed: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    Status::internal(message)
 }
 
 fn wire_event(e: Event) -> proto::SolveEvent {
@@ -297,5 +362,40 @@ fn wire_event(e: Event) -> proto::SolveEvent {
 impl From<proto::solve_event::Event> for proto::SolveEvent {
     fn from(event: proto::solve_event::Event) -> Self {
         proto::SolveEvent { event: Some(event) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn exporters_are_parsed_before_any_work() {
+        assert_eq!(parse_export("", &attrs(&[])).unwrap(), Export::None);
+        assert!(matches!(
+            parse_export("oci", &attrs(&[("name", "a:1")])).unwrap(),
+            Export::Oci(OciExportOptions { names, .. }) if names == ["a:1"]
+        ));
+        assert_eq!(
+            parse_export("local", &attrs(&[])).unwrap(),
+            Export::Local(LocalExportOptions {})
+        );
+        for (exporter, pairs, needle) in [
+            ("tar", &[][..], "\"tar\""),
+            ("local", &[("mode", "x")], "\"mode\""),
+            ("oci", &[("unpack", "true")], "\"unpack\""),
+            ("", &[("name", "x")], "without an exporter"),
+        ] {
+            let status = parse_export(exporter, &attrs(pairs)).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(status.message().contains(needle), "{}", status.message());
+        }
     }
 }

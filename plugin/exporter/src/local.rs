@@ -1,0 +1,244 @@
+//! The `type=local` export: the result's files as a tar stream — a view of the result snapshot
+//! mounted with the worker's mounter and walked in a fixed order — and, on the client's side,
+//! unpacking that stream into a directory.
+
+use std::collections::hash_map::{Entry, HashMap};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use oxkit_containerd::{with_temp_mount, Client, Labels, Mounter};
+
+use crate::error::ctr;
+use crate::ExportError;
+
+/// Exports a build result's files through a leased client and the worker's mounter.
+pub struct LocalExporter {
+    client: Client,
+    mounter: Arc<dyn Mounter>,
+}
+
+impl LocalExporter {
+    /// An exporter using `client` (scope it with the build's lease) and `mounter` (the one the
+    /// worker mounts snapshots with).
+    pub fn new(client: Client, mounter: Arc<dyn Mounter>) -> Self {
+        LocalExporter { client, mounter }
+    }
+
+    /// Writes the files of committed snapshot `top` as a tar stream into `out` (see
+    /// [`write_tree`]). A temporary view of the snapshot is mounted for the walk and removed
+    /// afterwards, also on error. Returns `out`.
+    pub async fn export<W: Write + Send + 'static>(
+        &self,
+        top: &str,
+        out: W,
+    ) -> Result<W, ExportError> {
+        let view = format!(
+            "export-local-{}-{}",
+            std::process::id(),
+            crate::image::unique()
+        );
+        let mounts = self
+            .client
+            .snapshots()
+            .view(&view, Some(top), &Labels::new())
+            .await
+            .map_err(ctr(format!("failed to view snapshot {top}")))?;
+        let mounter = self.mounter.clone();
+        let walked = tokio::task::spawn_blocking(move || {
+            with_temp_mount(&*mounter, &mounts, |root| write_tree(root, out))
+        })
+        .await;
+        if let Err(e) = self.client.snapshots().remove(&view).await {
+            tracing::warn!(view, error = %e, "failed to remove an export view");
+        }
+        let walked = walked.map_err(|e| ExportError::Io {
+            what: "the local export task failed".into(),
+            source: io::Error::other(e),
+        })?;
+        let written = walked.map_err(ctr(format!("failed to mount a view of snapshot {top}")))?;
+        written.map_err(|source| ExportError::Stream {
+            exporter: "local",
+            what: format!("the files of snapshot {top}"),
+            source,
+        })
+    }
+}
+
+/// Writes the tree under `root` (not `root` itself) as a tar stream into `out`: directories,
+/// regular files, symlinks, FIFOs and device nodes with their modes, owners and modification
+/// times, entries in byte order of their names, a directory before its contents — the same
+/// stream for the same tree. A file hard-linked within the tree is written once and then as
+/// links to its first name; sockets cannot be archived and are left out. Returns `out`,
+/// flushed, after the end-of-archive marker.
+pub fn write_tree<W: Write>(root: &Path, out: W) -> io::Result<W> {
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    builder.mode(tar::HeaderMode::Complete);
+    walk(&mut builder, root, Path::new(""), &mut HashMap::new())?;
+    let mut out = builder.into_inner()?;
+    out.flush()?;
+    Ok(out)
+}
+
+/// Files with more than one link already written: (device, inode) → their first name.
+type Linked = HashMap<(u64, u64), PathBuf>;
+
+fn walk<W: Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    rel: &Path,
+    linked: &mut Linked,
+) -> io::Result<()> {
+    let dir = root.join(rel);
+    let mut names: Vec<_> = std::fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let rel = rel.join(&name);
+        let path = root.join(&rel);
+        let meta = std::fs::symlink_metadata(&path)?;
+        let kind = meta.file_type();
+        if kind.is_socket() {
+            tracing::debug!(path = %rel.display(), "local export: leaving out a socket");
+            continue;
+        }
+        if kind.is_file() && meta.nlink() > 1 {
+            match linked.entry((meta.dev(), meta.ino())) {
+                Entry::Occupied(first) => {
+                    let mut header = tar::Header::new_gnu();
+                    header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                    header.set_entry_type(tar::EntryType::Link);
+                    header.set_size(0);
+                    builder.append_link(&mut header, &rel, first.get())?;
+                    continue;
+                }
+                Entry::Vacant(v) => {
+                    v.insert(rel.clone());
+                }
+            }
+        }
+        builder.append_path_with_name(&path, &rel)?;
+        if kind.is_dir() {
+            walk(builder, root, &rel, linked)?;
+        }
+    }
+    Ok(())
+}
+
+/// Unpacks a tar stream made by [`write_tree`] into `dest` (created if missing): modes
+/// (set-id bits included), symlinks and modification times are kept; owners are not — the files
+/// belong to whoever unpacks, as they would for a user without privileges, root included.
+/// Entries that would land outside `dest` (`..`, absolute paths, through symlinks) are refused.
+pub fn unpack_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    let mut archive = tar::Archive::new(input);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_preserve_ownerships(false);
+    archive.set_overwrite(true);
+    archive.unpack(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+    fn tree(root: &Path) {
+        std::fs::create_dir_all(root.join("b/deep")).unwrap();
+        std::fs::write(root.join("b/deep/file"), b"deep").unwrap();
+        std::fs::write(root.join("a.sh"), b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(root.join("a.sh"), std::fs::Permissions::from_mode(0o4755))
+            .unwrap();
+        std::fs::create_dir(root.join("ro")).unwrap();
+        std::fs::write(root.join("ro/inner"), b"x").unwrap();
+        std::fs::set_permissions(root.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
+        symlink("b/deep/file", root.join("link")).unwrap();
+        symlink("/nowhere", root.join("dangling")).unwrap();
+        std::fs::hard_link(root.join("b/deep/file"), root.join("hard")).unwrap();
+        let _ = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+    }
+
+    #[test]
+    fn the_tree_round_trips_with_modes_and_symlinks_in_a_fixed_order() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let stream = write_tree(src.path(), Vec::new()).unwrap();
+        assert_eq!(
+            write_tree(src.path(), Vec::new()).unwrap(),
+            stream,
+            "same tree, same stream"
+        );
+        let names: Vec<String> = tar::Archive::new(&stream[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a.sh",
+                "b",
+                "b/deep",
+                "b/deep/file",
+                "dangling",
+                "hard",
+                "link",
+                "ro",
+                "ro/inner"
+            ]
+        );
+
+        let dest = tempfile::tempdir().unwrap();
+        let out = dest.path().join("out");
+        unpack_tree(&stream[..], &out).unwrap();
+        let mode = |p: &str| {
+            std::fs::symlink_metadata(out.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("a.sh"), 0o4755);
+        assert_eq!(mode("ro"), 0o555);
+        assert_eq!(std::fs::read(out.join("ro/inner")).unwrap(), b"x");
+        assert_eq!(std::fs::read(out.join("link")).unwrap(), b"deep");
+        assert_eq!(
+            std::fs::read_link(out.join("dangling")).unwrap(),
+            Path::new("/nowhere")
+        );
+        assert!(!out.join("sock").exists(), "sockets are left out");
+        let (a, b) = (
+            std::fs::metadata(out.join("hard")).unwrap(),
+            std::fs::metadata(out.join("b/deep/file")).unwrap(),
+        );
+        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "hard links stay links");
+        // Let the temp dirs be removed.
+        for d in [src.path().join("ro"), out.join("ro")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    #[test]
+    fn unpacking_refuses_entries_outside_the_destination() {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        let mut data = Vec::new();
+        {
+            let mut b = tar::Builder::new(&mut data);
+            // `append_data` refuses `..`; write the name into the header by hand.
+            header.as_old_mut().name[..9].copy_from_slice(b"../escape");
+            header.set_cksum();
+            b.append(&header, &b"x"[..]).unwrap();
+            b.finish().unwrap();
+        }
+        let dest = tempfile::tempdir().unwrap();
+        let _ = unpack_tree(&data[..], &dest.path().join("out"));
+        assert!(!dest.path().join("escape").exists());
+    }
+}
