@@ -61,8 +61,23 @@ pub enum ClientError {
     #[error("the daemon sent export data, but this build has no destination for it")]
     UnexpectedExport,
     /// The daemon answered with an error (a failed build, a bad definition, …).
-    #[error("{}", .0.message())]
-    Status(#[from] tonic::Status),
+    #[error("{message}")]
+    Daemon {
+        /// The gRPC code (InvalidArgument for a bad definition, Aborted for a failed step, …).
+        code: tonic::Code,
+        /// The daemon's message, which names the failing step.
+        message: String,
+    },
+}
+
+// Only the message travels: tonic's own Display repeats it with the code and metadata.
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Daemon {
+            code: status.code(),
+            message: status.message().to_string(),
+        }
+    }
 }
 
 /// What a build asks for.
@@ -184,7 +199,7 @@ impl BuildClient {
         };
         let stream = self.inner.solve(request).await?.into_inner();
         Ok(stream.filter_map(|event| match event {
-            Err(status) => Some(Err(ClientError::Status(status))),
+            Err(status) => Some(Err(ClientError::from(status))),
             Ok(e) => e.event.map(|e| Ok(progress_of(e))),
         }))
     }
