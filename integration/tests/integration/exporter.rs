@@ -47,6 +47,14 @@ async fn build_and_export(
     let out = ImageExporter::new(c.clone(), fx.dir())
         .export("step-1-done", Some(&base), &options)
         .await?;
+    // The blob made for the build snapshot is recorded on it, for later exports to reuse.
+    let labels = c.snapshots().stat("step-1-done").await?.labels;
+    assert!(
+        labels
+            .keys()
+            .any(|k| k.starts_with(&format!("oxkit.layer.{compression}"))),
+        "{labels:?}"
+    );
     // The image must hold its blobs and snapshots on its own, without the build's lease.
     lease.delete(true).await?;
     Ok(out)

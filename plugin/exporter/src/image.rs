@@ -267,6 +267,48 @@ impl ImageExporter {
         snapshot: &str,
         compression: Compression,
     ) -> Result<(Descriptor, String), ExportError> {
+        // A committed snapshot never changes, so the blob made for it once (same compression)
+        // serves every later export while the content store still has it.
+        let memo_key = layer_memo_label(compression);
+        if let Some(hit) = self.memoized_layer(snapshot, &memo_key).await {
+            return Ok(hit);
+        }
+        let (desc, diff_id) = self.write_new_layer(snapshot, compression).await?;
+        let memo = Labels::from([(
+            memo_key,
+            format!(
+                "{}|{}|{}|{}",
+                desc.media_type, desc.digest, desc.size, diff_id
+            ),
+        )]);
+        if let Err(e) = self.client.snapshots().update_labels(snapshot, &memo).await {
+            tracing::debug!(snapshot, error = %e, "could not record the layer blob on its snapshot");
+        }
+        Ok((desc, diff_id))
+    }
+
+    /// The blob recorded on `snapshot` by an earlier export, if the content store still has it.
+    async fn memoized_layer(&self, snapshot: &str, key: &str) -> Option<(Descriptor, String)> {
+        let info = self.client.snapshots().stat(snapshot).await.ok()?;
+        let mut parts = info.labels.get(key)?.split('|');
+        let (media_type, digest, size, diff_id) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let digest: Digest = digest.parse().ok()?;
+        let size: u64 = size.parse().ok()?;
+        let stored = self.client.content().info(&digest).await.ok()?;
+        (stored.size == size).then(|| {
+            let mut desc = Descriptor::of_bytes(media_type, &[]);
+            desc.digest = digest;
+            desc.size = size;
+            (desc, diff_id.to_string())
+        })
+    }
+
+    async fn write_new_layer(
+        &self,
+        snapshot: &str,
+        compression: Compression,
+    ) -> Result<(Descriptor, String), ExportError> {
         let view = format!("export-view-{}-{}", std::process::id(), unique());
         let mounts = self
             .client
@@ -412,6 +454,15 @@ fn upper_dir(snapshot: &str, mounts: &[Mount]) -> Result<PathBuf, ExportError> {
         Ok(dir)
     } else {
         Err(none())
+    }
+}
+
+/// The snapshot label that records the layer blob made for it with `compression`.
+fn layer_memo_label(compression: Compression) -> String {
+    match compression {
+        Compression::Uncompressed => "oxkit.layer.uncompressed".into(),
+        Compression::Gzip { level } => format!("oxkit.layer.gzip-{level}"),
+        Compression::Zstd { level } => format!("oxkit.layer.zstd-{level}"),
     }
 }
 
