@@ -50,6 +50,10 @@ enum Command {
         #[arg(long)]
         no_cache: bool,
     },
+    /// Show the build cache's records and their disk usage.
+    Du,
+    /// Drop the build cache (layer snapshots of images stay).
+    Prune,
     /// Debugging aids.
     Debug {
         #[command(subcommand)]
@@ -77,6 +81,8 @@ fn main() -> ExitCode {
                 build(&cli.addr, exporter, exporter_attrs, progress, no_cache)
             },
         ),
+        Command::Du => with_client(&cli.addr, du),
+        Command::Prune => with_client(&cli.addr, prune),
         Command::Debug {
             command: DebugCommand::DumpLlb,
         } => dump_llb(),
@@ -201,6 +207,45 @@ fn build(
         }
         Ok(())
     })
+}
+
+/// Runs `f` with a connection to the daemon on a small runtime.
+fn with_client<F>(addr: &str, f: F) -> anyhow::Result<()>
+where
+    F: AsyncFnOnce(&mut BuildClient) -> anyhow::Result<()>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    rt.block_on(async {
+        let mut client = BuildClient::connect(addr).await?;
+        f(&mut client).await
+    })
+}
+
+async fn du(client: &mut BuildClient) -> anyhow::Result<()> {
+    let records = client.disk_usage().await?;
+    let mut out = std::io::stdout();
+    writeln!(out, "{:<24} {:>12}  DESCRIPTION", "ID", "SIZE")?;
+    let mut total = 0;
+    for r in &records {
+        let id: String =
+            r.id.trim_start_matches("sha256:")
+                .chars()
+                .take(24)
+                .collect();
+        writeln!(out, "{id:<24} {:>12}  {}", r.size, r.description)?;
+        total += r.size;
+    }
+    writeln!(out, "Total: {total} bytes in {} records", records.len())?;
+    Ok(())
+}
+
+async fn prune(client: &mut BuildClient) -> anyhow::Result<()> {
+    let (records, reclaimed) = client.prune().await?;
+    println!("Total: {reclaimed} bytes reclaimed from {records} records");
+    Ok(())
 }
 
 fn dump_llb() -> anyhow::Result<()> {

@@ -146,3 +146,55 @@ fn a_failing_step_names_itself_and_its_exit_code_and_the_daemon_carries_on() -> 
     assert!(ok, "{stderr}");
     Ok(())
 }
+
+#[test]
+fn du_lists_the_cache_and_prune_empties_it() -> TestResult {
+    let Some(fx) = fixture_with_busybox()? else {
+        return Ok(());
+    };
+    let def = definition(&[("write data", "head -c 300000 /dev/zero > /data")]);
+    let (ok, _, stderr) = build(&fx, &def, "docker.io/library/du:dev")?;
+    assert!(ok, "{stderr}");
+
+    let (ok, du, stderr) = fx.oxctl(&["du"], b"")?;
+    assert!(ok, "{stderr}");
+    assert!(
+        du.contains("write data"),
+        "the step's record is listed:\n{du}"
+    );
+    let total: i64 = du
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Total: ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no total in:\n{du}"));
+    assert!(
+        total >= 300_000,
+        "the step's snapshot holds the data it wrote:\n{du}"
+    );
+
+    let (ok, pruned, stderr) = fx.oxctl(&["prune"], b"")?;
+    assert!(ok, "{stderr}");
+    assert!(pruned.contains("reclaimed from 2 records"), "{pruned}");
+    let (_, du, _) = fx.oxctl(&["du"], b"")?;
+    assert!(du.contains("in 0 records"), "{du}");
+
+    // The exported image still runs; the next build runs its step again.
+    assert_eq!(
+        fx.run("docker.io/library/du:dev", &["wc", "-c", "/data"])?
+            .split_whitespace()
+            .next(),
+        Some("300000")
+    );
+    let (ok, _, stderr) = build(&fx, &def, "docker.io/library/du:dev")?;
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("DONE"),
+        "the step ran again after prune:\n{stderr}"
+    );
+    Ok(())
+}

@@ -139,6 +139,19 @@ pub enum Progress {
     Result(BTreeMap<String, String>),
 }
 
+/// One build cache record, as `oxctl du` lists it.
+#[derive(Debug, Clone)]
+pub struct CacheUsage {
+    /// The cache key.
+    pub id: String,
+    /// The step that made it.
+    pub description: String,
+    /// Bytes its snapshots use.
+    pub size: i64,
+    /// When it was recorded.
+    pub created: Option<SystemTime>,
+}
+
 /// What `Info` says.
 #[derive(Debug, Clone)]
 pub struct DaemonInfo {
@@ -202,6 +215,30 @@ impl BuildClient {
             Err(status) => Some(Err(ClientError::from(status))),
             Ok(e) => e.event.map(|e| Ok(progress_of(e))),
         }))
+    }
+
+    /// The build cache's records and the disk their snapshots use.
+    pub async fn disk_usage(&mut self) -> Result<Vec<CacheUsage>, ClientError> {
+        let r = self
+            .inner
+            .disk_usage(proto::DiskUsageRequest {})
+            .await?
+            .into_inner();
+        Ok(r.records
+            .into_iter()
+            .map(|u| CacheUsage {
+                id: u.id,
+                description: u.description,
+                size: u.size,
+                created: u.created.and_then(|t| SystemTime::try_from(t).ok()),
+            })
+            .collect())
+    }
+
+    /// Drops the build cache; returns (records dropped, bytes reclaimed).
+    pub async fn prune(&mut self) -> Result<(i64, i64), ClientError> {
+        let r = self.inner.prune(proto::PruneRequest {}).await?.into_inner();
+        Ok((r.records, r.reclaimed))
     }
 
     /// The daemon's info.

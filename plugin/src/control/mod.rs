@@ -5,6 +5,7 @@
 //! (containerd may start after oxkitd, as it should) and kept.
 
 mod base;
+mod cache;
 mod export;
 
 use std::collections::BTreeMap;
@@ -50,6 +51,11 @@ struct Backend {
     /// The worker's mounter, which the local exporter mounts the result with too.
     mounter: Arc<dyn Mounter>,
     solver: Solver,
+    /// The solver's cache records, for disk usage and prune.
+    store: Arc<RedbCacheStore>,
+    /// Held shared by each build, exclusively by prune: prune never removes a running build's
+    /// snapshots.
+    builds: tokio::sync::RwLock<()>,
 }
 
 /// The `Control` gRPC service.
@@ -116,8 +122,9 @@ impl ControlService {
         .map_err(|e| Status::internal(e.to_string()))?;
         let store = RedbCacheStore::open(&c.root.join("cache.redb"))
             .map_err(|e| Status::internal(e.to_string()))?;
+        let store = Arc::new(store);
         let solver = Solver::new(
-            Arc::new(store),
+            store.clone(),
             Arc::new(worker.clone()),
             SolverConfig {
                 max_parallelism: c.max_parallelism.max(1),
@@ -128,6 +135,8 @@ impl ControlService {
             worker,
             mounter,
             solver,
+            store,
+            builds: tokio::sync::RwLock::new(()),
         }))
     }
 }
@@ -206,6 +215,36 @@ impl Control for ControlService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn disk_usage(
+        &self,
+        _: Request<proto::DiskUsageRequest>,
+    ) -> Result<Response<proto::DiskUsageResponse>, Status> {
+        let backend = self.backend().await?;
+        let records = cache::disk_usage(&backend.store, &backend.worker).await?;
+        Ok(Response::new(proto::DiskUsageResponse {
+            records: records
+                .into_iter()
+                .map(|u| proto::UsageRecord {
+                    id: u.id,
+                    description: u.description,
+                    size: u.size,
+                    created: Some(prost_types::Timestamp::from(u.created)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn prune(
+        &self,
+        _: Request<proto::PruneRequest>,
+    ) -> Result<Response<proto::PruneResponse>, Status> {
+        let backend = self.backend().await?;
+        let _exclusive = backend.builds.write().await;
+        let (records, reclaimed) = cache::prune(&backend.store, &backend.worker).await?;
+        tracing::info!(records, reclaimed, "pruned the build cache");
+        Ok(Response::new(proto::PruneResponse { records, reclaimed }))
+    }
+
     async fn info(
         &self,
         _: Request<proto::InfoRequest>,
@@ -231,6 +270,7 @@ async fn build(
     root: &std::path::Path,
     tx: &Events,
 ) -> Result<BTreeMap<String, String>, Status> {
+    let _build = backend.builds.read().await;
     let (ptx, mut prx) = mpsc::unbounded_channel::<Event>();
     let forward = {
         let tx = tx.clone();
