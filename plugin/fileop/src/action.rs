@@ -326,8 +326,8 @@ fn actions_source(a: &FileAction) -> Option<FileInput> {
     matches!(a.kind, FileActionKind::Copy(_)).then_some(a.secondary_input)
 }
 
-/// The filesystems an action's owner names are looked up in.
-fn owner_inputs(a: &FileAction) -> Vec<FileInput> {
+/// The filesystems an action's owner names are looked up in (their /etc/passwd and /etc/group).
+pub fn owner_inputs(a: &FileAction) -> Vec<FileInput> {
     let owner = match &a.kind {
         FileActionKind::Copy(c) => c.owner.as_ref(),
         FileActionKind::Mkdir(m) => m.owner.as_ref(),

@@ -12,7 +12,7 @@ mod pattern;
 mod resolve;
 mod user;
 
-pub use action::{apply, FileOpPlan, PlannedAction};
+pub use action::{apply, owner_inputs, FileOpPlan, PlannedAction};
 pub use checksum::{content_checksum, ChecksumOptions};
 pub use error::FileOpError;
 pub use pattern::{glob_match, ExcludeMatcher, IncludeMatcher};

@@ -50,7 +50,7 @@ fn content_keyed(op: &LlbFileOp, n: usize) -> bool {
     let this = FileInput::Input(n);
     let mut copied = false;
     for a in &op.actions {
-        if a.input == this || owner_inputs(a).contains(&this) {
+        if a.input == this || oxkit_fileop::owner_inputs(a).contains(&this) {
             return false;
         }
         if matches!(a.kind, FileActionKind::Copy(_)) && a.secondary_input == this {
@@ -120,26 +120,6 @@ fn action_doc(a: &FileAction) -> Value {
         "kind": kind })
 }
 
-/// The filesystems an action's owner names are looked up in.
-fn owner_inputs(a: &FileAction) -> Vec<FileInput> {
-    let owner = match &a.kind {
-        FileActionKind::Copy(c) => c.owner.as_ref(),
-        FileActionKind::Mkdir(m) => m.owner.as_ref(),
-        FileActionKind::Mkfile(m) => m.owner.as_ref(),
-        FileActionKind::Symlink(s) => s.owner.as_ref(),
-        FileActionKind::Rm(_) => None,
-    };
-    owner
-        .into_iter()
-        .flat_map(|o| [o.user.as_ref(), o.group.as_ref()])
-        .flatten()
-        .filter_map(|u| match u {
-            UserRef::Name { input, .. } => Some(*input),
-            UserRef::Id(_) => None,
-        })
-        .collect()
-}
-
 /// The filesystems action `a` reads besides its base: its copy source and owner lookups, once
 /// each.
 fn read_inputs(a: &FileAction) -> Vec<FileInput> {
@@ -147,7 +127,7 @@ fn read_inputs(a: &FileAction) -> Vec<FileInput> {
     if matches!(a.kind, FileActionKind::Copy(_)) {
         out.push(a.secondary_input);
     }
-    for i in owner_inputs(a) {
+    for i in oxkit_fileop::owner_inputs(a) {
         if !out.contains(&i) {
             out.push(i);
         }
