@@ -395,6 +395,21 @@ impl Fixture {
         self.ctr(ctr_args)
     }
 
+    /// [`Fixture::start`], then the busybox base image imported as `name` (unpacked into oxkit).
+    pub fn start_with_busybox(name: &str) -> Result<Option<Self>, FixtureError> {
+        let Some(fx) = Self::start()? else {
+            return Ok(None);
+        };
+        let built = crate::busybox_image(name)?.write_archive(&fx.image_path("busybox.tar"))?;
+        fx.import(&built)?;
+        Ok(Some(fx))
+    }
+
+    /// The keys of [`Fixture::snapshots`].
+    pub fn snapshot_keys(&self) -> Result<std::collections::BTreeSet<String>, FixtureError> {
+        Ok(self.snapshots()?.into_iter().map(|s| s.key).collect())
+    }
+
     /// The oxkit snapshots of the `buildkit` namespace as containerd lists them (`ctr snapshots ls`).
     pub fn snapshots(&self) -> Result<Vec<Snapshot>, FixtureError> {
         let output = self.ctr(["snapshots", "--snapshotter", SNAPSHOTTER, "ls"])?;

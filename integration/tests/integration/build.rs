@@ -1,18 +1,9 @@
 //! Builds end to end: an LLB definition piped into `oxctl build`, solved by oxkitd on a real
 //! containerd and runc, exported as an image that `ctr run` starts with and without oxkit.
 
-use oxkit_integration::{busybox_image, Fixture, TestResult};
+use oxkit_integration::{Fixture, TestResult};
 
 const BASE: &str = "docker.io/library/busybox:latest";
-
-fn fixture_with_busybox() -> Result<Option<Fixture>, oxkit_integration::FixtureError> {
-    let Some(fx) = Fixture::start()? else {
-        return Ok(None);
-    };
-    let built = busybox_image(BASE)?.write_archive(&fx.image_path("busybox.tar"))?;
-    fx.import(&built)?;
-    Ok(Some(fx))
-}
 
 /// busybox, then `steps` run in order, each a shell command with a custom name.
 fn definition(steps: &[(&str, &str)]) -> Vec<u8> {
@@ -34,7 +25,7 @@ fn build(
 
 #[test]
 fn a_built_image_runs_with_and_without_oxkit_and_rebuilds_from_cache() -> TestResult {
-    let Some(mut fx) = fixture_with_busybox()? else {
+    let Some(mut fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let def = definition(&[
@@ -116,7 +107,7 @@ fn a_built_image_runs_with_and_without_oxkit_and_rebuilds_from_cache() -> TestRe
 
 #[test]
 fn a_failing_step_names_itself_and_its_exit_code_and_the_daemon_carries_on() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let def = definition(&[("doomed step", "echo about-to-fail; exit 3")]);
@@ -149,7 +140,7 @@ fn a_failing_step_names_itself_and_its_exit_code_and_the_daemon_carries_on() -> 
 
 #[test]
 fn du_lists_the_cache_and_prune_empties_it() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let def = definition(&[("write data", "head -c 300000 /dev/zero > /data")]);

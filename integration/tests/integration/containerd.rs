@@ -5,12 +5,9 @@
 use std::collections::BTreeSet;
 use std::error::Error;
 use std::fs;
-use std::future::{poll_fn, Future};
 use std::path::Path;
-use std::pin::pin;
-use std::task::Poll;
 
-use oxkit_containerd::testing::block_on;
+use crate::support::{in_runtime, until};
 use oxkit_containerd::{
     with_temp_mount, Client, Descriptor, Digest, Image, ImageUpdate, Labels, LeaseOptions,
     LinuxMounter, Mount, Network, NewContainer, SnapshotKind, SpecBuilder, StdioPipes, TaskIo,
@@ -34,15 +31,6 @@ fn import_busybox(fx: &Fixture) -> Result<BuiltImage> {
     Ok(image)
 }
 
-/// Runs a test's async body; an error panics while the fixture is alive, so that it prints both
-/// daemons' logs.
-fn in_runtime(body: impl std::future::Future<Output = Result>) -> Result {
-    if let Err(e) = block_on(body) {
-        panic!("{e}");
-    }
-    Ok(())
-}
-
 async fn connect(fx: &Fixture) -> Result<Client> {
     Ok(Client::connect(fx.containerd_address(), NAMESPACE).await?)
 }
@@ -57,11 +45,6 @@ async fn test_lease(client: &Client) -> Result<oxkit_containerd::Lease> {
             ..Default::default()
         })
         .await?)
-}
-
-/// The snapshot keys `ctr snapshots ls` shows.
-fn ctr_snapshot_keys(fx: &Fixture) -> Result<BTreeSet<String>> {
-    Ok(fx.snapshots()?.into_iter().map(|s| s.key).collect())
 }
 
 fn assert_no_containers_or_tasks(fx: &Fixture) -> Result {
@@ -120,11 +103,11 @@ fn a_leased_snapshot_survives_gc_until_its_lease_is_deleted() -> Result {
             .await?;
         // Only the leased one is sure to be listed: containerd may collect the loose one at any
         // moment (its scheduler runs on mutations), which is the point of the control.
-        let keys = ctr_snapshot_keys(&fx)?;
+        let keys = fx.snapshot_keys()?;
         assert!(keys.contains(&held), "{keys:?}");
 
         fx.collect_garbage()?;
-        let keys = ctr_snapshot_keys(&fx)?;
+        let keys = fx.snapshot_keys()?;
         assert!(
             keys.contains(&held),
             "the leased snapshot was collected: {keys:?}"
@@ -139,7 +122,7 @@ fn a_leased_snapshot_survives_gc_until_its_lease_is_deleted() -> Result {
         lease.delete(true).await?;
         let gone = client.snapshots().stat(&held).await.unwrap_err();
         assert!(gone.is_not_found(), "expected NotFound, got {gone}");
-        let keys = ctr_snapshot_keys(&fx)?;
+        let keys = fx.snapshot_keys()?;
         assert!(
             !keys.contains(&held),
             "still listed after its lease was deleted: {keys:?}"
@@ -635,19 +618,6 @@ fn overlay_with_lowerdirs_longer_than_a_page_mounts() -> Result {
         "the first lowerdir is the top one"
     );
     Ok(())
-}
-
-/// Polls `a` and `b` together and returns as soon as `b` finishes; `a` is dropped unfinished then
-/// (a cancelled build step). Returns `a`'s output instead if it finishes first.
-async fn until<A: Future, B: Future>(a: A, b: B) -> std::result::Result<A::Output, B::Output> {
-    let (mut a, mut b) = (pin!(a), pin!(b));
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = b.as_mut().poll(cx) {
-            return Poll::Ready(Err(out));
-        }
-        a.as_mut().poll(cx).map(Ok)
-    })
-    .await
 }
 
 /// Polls containerd (each call lets background cleanups run) until `id` has no task and no

@@ -8,20 +8,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use oxkit_integration::{busybox_image, locate_oxkitd, Fixture};
+use oxkit_integration::{locate_oxkitd, Fixture};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
 const BASE: &str = "docker.io/library/busybox:latest";
-
-fn fixture_with_busybox() -> Result<Option<Fixture>, oxkit_integration::FixtureError> {
-    let Some(fx) = Fixture::start()? else {
-        return Ok(None);
-    };
-    let built = busybox_image(BASE)?.write_archive(&fx.image_path("busybox.tar"))?;
-    fx.import(&built)?;
-    Ok(Some(fx))
-}
 
 /// busybox, then one shell step.
 fn definition(script: &str) -> Vec<u8> {
@@ -50,7 +41,7 @@ fn tar_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn an_oci_archive_imports_into_another_namespace_runs_and_passes_skopeo() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let name = "docker.io/library/oci-export:dev";
@@ -152,7 +143,7 @@ fn an_oci_archive_imports_into_another_namespace_runs_and_passes_skopeo() -> Tes
 
 #[test]
 fn an_oci_archive_goes_to_stdout_with_dest_dash() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     // fx.oxctl captures stdout as text; the archive is bytes, so run oxctl here.
@@ -194,7 +185,7 @@ fn an_oci_archive_goes_to_stdout_with_dest_dash() -> TestResult {
 
 #[test]
 fn local_output_gives_the_files_with_modes_and_symlinks() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let dest = fx.dir().join("local-out");
@@ -250,7 +241,7 @@ fn local_output_gives_the_files_with_modes_and_symlinks() -> TestResult {
 
 #[test]
 fn exporter_options_are_refused_by_name_before_any_work() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let dir = fx.dir().join("refused");

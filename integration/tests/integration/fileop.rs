@@ -5,20 +5,11 @@
 
 use std::process::{Command, Stdio};
 
-use oxkit_integration::{busybox_image, locate_oxkitd, Fixture, FixtureError, TestResult};
+use oxkit_integration::{locate_oxkitd, Fixture, FixtureError, TestResult};
 use oxkit_llb::op::CacheSharing;
 use oxkit_llb::{image, CopyOptions, FileActions, MkdirOptions, MkfileOptions, MountSpec, Owner};
 
 const BASE: &str = "docker.io/library/busybox:latest";
-
-fn fixture_with_busybox() -> Result<Option<Fixture>, FixtureError> {
-    let Some(fx) = Fixture::start()? else {
-        return Ok(None);
-    };
-    let built = busybox_image(BASE)?.write_archive(&fx.image_path("busybox.tar"))?;
-    fx.import(&built)?;
-    Ok(Some(fx))
-}
 
 fn build(fx: &Fixture, def: &[u8], image: &str) -> Result<(bool, String), FixtureError> {
     let output = format!("type=image,name={image}");
@@ -123,7 +114,7 @@ three
 
 #[test]
 fn file_ops_lay_out_files_and_a_copy_is_cached_by_what_it_reads() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let image_ref = "docker.io/library/files:dev";
@@ -192,7 +183,7 @@ fn file_ops_lay_out_files_and_a_copy_is_cached_by_what_it_reads() -> TestResult 
 /// A copied file's content changing does invalidate the copy (the other side of the test above).
 #[test]
 fn a_copy_reruns_when_a_copied_file_changes() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let def = |content: &str| {
@@ -230,7 +221,7 @@ fn a_copy_reruns_when_a_copied_file_changes() -> TestResult {
 /// A symlink to `/` planted in the image by a run step must not make mkfile write on the host.
 #[test]
 fn mkfile_through_a_symlink_to_root_writes_inside_the_snapshot() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let name = format!("oxkit-escape-{}", std::process::id());
@@ -274,7 +265,7 @@ fn mkfile_through_a_symlink_to_root_writes_inside_the_snapshot() -> TestResult {
 /// which counts its runs), then differ in a file op; all succeed and the shared step ran once.
 #[test]
 fn eight_concurrent_builds_share_a_step_that_runs_once() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let counter =
@@ -357,7 +348,7 @@ fn eight_concurrent_builds_share_a_step_that_runs_once() -> TestResult {
 /// image, runs, mkdir/mkfile/copy between states) builds, and its own check step passes.
 #[test]
 fn the_files_example_builds_end_to_end() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let example = locate_oxkitd()?.with_file_name("examples").join("files");
@@ -427,7 +418,7 @@ fn leftovers(fx: &Fixture) -> Result<Vec<String>, FixtureError> {
 /// snapshot or mount behind (nor does a successful one).
 #[test]
 fn a_failing_file_action_names_the_step_and_cleans_up() -> TestResult {
-    let Some(fx) = fixture_with_busybox()? else {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
     let source = image(BASE).sh("echo a > /a").custom_name("make a").root();

@@ -12,4 +12,5 @@ mod exporter;
 mod fileop;
 mod fixture;
 mod snapshotter;
+mod support;
 mod worker;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use oxkit_containerd::testing::block_on;
+use crate::support::{in_runtime, until};
 use oxkit_containerd::{Client, Labels, Lease, LeaseOptions, LinuxMounter, SnapshotKind};
 use oxkit_integration::{busybox_image, Fixture, Layer, NAMESPACE};
 use oxkit_worker::oxkit_llb::op::{CacheSharing, NetMode};
@@ -25,15 +25,6 @@ use oxkit_worker::{SnapshotRef, Worker, WorkerOptions};
 type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
 
 const BUSYBOX: &str = "docker.io/library/busybox:test";
-
-/// Runs a test's async body; an error panics while the fixture is alive, so that it prints both
-/// daemons' logs.
-fn in_runtime(body: impl std::future::Future<Output = Result>) -> Result {
-    if let Err(e) = block_on(body) {
-        panic!("{e}");
-    }
-    Ok(())
-}
 
 /// A worker on a fresh lease of the fixture's containerd, with its scratch dir in the fixture's.
 async fn worker(fx: &Fixture) -> Result<(Worker, Lease)> {
@@ -127,19 +118,6 @@ async fn solve(worker: &Worker, solver: &Solver, state: &State) -> Result<Solved
     Ok(Solved { result, events })
 }
 
-/// Polls `a` and `b` together and returns as soon as `b` finishes; `a` is dropped unfinished then
-/// (a cancelled build). Returns `a`'s output instead if it finishes first.
-async fn until<A: Future, B: Future>(a: A, b: B) -> std::result::Result<A::Output, B::Output> {
-    let (mut a, mut b) = (pin!(a), pin!(b));
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = b.as_mut().poll(cx) {
-            return Poll::Ready(Err(out));
-        }
-        a.as_mut().poll(cx).map(Ok)
-    })
-    .await
-}
-
 /// Polls containerd until a task runs in the namespace.
 async fn wait_for_a_task(worker: &Worker) -> Result {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -202,10 +180,6 @@ async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     })
     .await;
     (ra.expect("ready"), rb.expect("ready"))
-}
-
-fn snapshot_keys(fx: &Fixture) -> Result<BTreeSet<String>> {
-    Ok(fx.snapshots()?.into_iter().map(|s| s.key).collect())
 }
 
 fn assert_no_containers_tasks_or_active_steps(fx: &Fixture) -> Result {
@@ -398,7 +372,7 @@ fn image_layers_are_applied_once_by_chain_id_and_shared() -> Result {
         built.archive.to_str().unwrap(),
     ])?;
     in_runtime(async {
-        let before = snapshot_keys(&fx)?;
+        let before = fx.snapshot_keys()?;
         assert!(!before.contains(&built.chain_ids[0]), "{before:?}");
         let (worker, lease) = worker(&fx).await?;
         let first = solve(&worker, &solver(&worker), &image(name)).await?;
@@ -413,13 +387,13 @@ fn image_layers_are_applied_once_by_chain_id_and_shared() -> Result {
             let parent = (i > 0).then(|| built.chain_ids[i - 1].clone());
             assert_eq!(row.parent, parent, "{row:?}");
         }
-        let after_first = snapshot_keys(&fx)?;
+        let after_first = fx.snapshot_keys()?;
         assert_eq!(after_first.len(), before.len() + 2, "{after_first:?}");
 
         // Another solver (no shared cache) and another op on the same image: no new snapshots.
         let again = solve(&worker, &solver(&worker), &image(name)).await?;
         assert_eq!(name_of(again.output()), built.chain_ids[1]);
-        assert_eq!(snapshot_keys(&fx)?, after_first);
+        assert_eq!(fx.snapshot_keys()?, after_first);
 
         // Two solves at once on an image whose layers are not applied yet: both succeed (one of
         // them finds the other's committed layer and drops its own work), sharing one chain.

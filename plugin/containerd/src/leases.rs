@@ -151,8 +151,9 @@ fn generate_id() -> String {
     format!("oxkit-{}-{nanos}-{n}", std::process::id())
 }
 
-/// `t` as RFC 3339 in UTC, e.g. `2024-05-01T12:00:00Z` (what containerd's gc.expire label takes).
-fn rfc3339(t: SystemTime) -> String {
+/// `t` as RFC 3339 in UTC, e.g. `2024-05-01T12:00:00Z` (what containerd's gc.expire label and
+/// OCI image configs take).
+pub fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);

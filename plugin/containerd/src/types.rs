@@ -123,6 +123,21 @@ impl Mount {
     }
 }
 
+/// The chain IDs of layers with `diff_ids` (bottom first), as the OCI image spec defines them:
+/// `chain[0] = diff[0]`, `chain[n] = sha256(chain[n-1] + " " + diff[n])`. containerd names the
+/// committed snapshot of each layer by its chain ID.
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for diff in diff_ids {
+        let next = match out.last() {
+            None => diff.clone(),
+            Some(parent) => Digest::sha256_of(format!("{parent} {diff}").as_bytes()).to_string(),
+        };
+        out.push(next);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,14 @@
 //! The `type=image` export: layers, config, manifest and image record in containerd.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use oxkit_containerd::{Client, Descriptor, Digest, Image, Labels, Mount};
+use oxkit_containerd::{chain_ids, rfc3339, Client, Descriptor, Digest, Image, Labels, Mount};
 use oxkit_layer::{write_layer, Compression, LayerOptions};
 use serde_json::{json, Value};
 
 use crate::error::ctr;
-use crate::spec::{chain_ids, media, rfc3339, ImageConfig};
+use crate::spec::{media, ImageConfig};
 use crate::{ExportError, ImageExportOptions};
 
 /// The label that makes an image config hold the snapshot of its top layer.
@@ -167,11 +167,7 @@ impl ImageExporter {
 
         let mut config = base.map_or_else(ImageConfig::scratch, |b| b.config.clone());
         let mut layers = base.map(|b| b.layers.clone()).unwrap_or_default();
-        let now = rfc3339(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        );
+        let now = rfc3339(SystemTime::now());
         for snapshot in &new {
             let (desc, diff_id) = self.write_layer(snapshot, compression).await?;
             config.push_layer(&diff_id, &now, &format!("oxkit: snapshot {snapshot}"));

@@ -21,4 +21,5 @@ pub use image::{BaseImage, BuiltImage, ExportedImage, ImageExporter};
 pub use local::{unpack_tree, write_tree, LocalExporter};
 pub use oci::{BlobSource, OciArchive, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 pub use options::{ImageExportOptions, LocalExportOptions, OciExportOptions};
-pub use spec::{chain_ids, ImageConfig};
+pub use oxkit_containerd::chain_ids;
+pub use spec::ImageConfig;

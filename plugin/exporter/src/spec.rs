@@ -1,33 +1,12 @@
-//! OCI image config and manifest documents, and chain IDs.
+//! OCI image config and manifest documents.
 
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 
 /// OCI media types the exporter writes.
 pub(crate) mod media {
     pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
     pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-}
-
-/// Chain IDs of a stack of diff IDs, bottom first: the first is the first diff ID, each next one
-/// is `sha256(previous + " " + diff ID)` — the names containerd gives unpacked layer snapshots.
-pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for d in diff_ids {
-        let next = match out.last() {
-            None => d.clone(),
-            Some(prev) => {
-                let hex: String = Sha256::digest(format!("{prev} {d}"))
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                format!("sha256:{hex}")
-            }
-        };
-        out.push(next);
-    }
-    out
 }
 
 /// An image config under construction: the base image's, or an empty one for this platform.
@@ -86,31 +65,16 @@ impl ImageConfig {
     }
 }
 
-/// Seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
-pub(crate) fn rfc3339(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oxkit_containerd::{chain_ids, rfc3339};
+    use sha2::{Digest as _, Sha256};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(secs: u64) -> std::time::SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
 
     #[test]
     fn chain_ids_follow_the_oci_definition() {
@@ -127,9 +91,9 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(at(1_795_000_000)), "2026-11-18T11:06:40Z");
     }
 
     #[test]

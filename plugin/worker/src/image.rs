@@ -2,6 +2,7 @@
 //! manifest and config, and applies the layers into oxkit snapshots named by chain ID, once —
 //! every build (and containerd's own unpacker) shares them.
 
+pub use oxkit_containerd::chain_ids;
 use std::sync::Arc;
 
 use oxkit_containerd::{Descriptor, Digest, Labels};
@@ -9,7 +10,6 @@ use oxkit_llb::op::Platform;
 use oxkit_llb::source::ImageRef;
 use oxkit_solver::{CacheMap, Op, OpContext, OpError, OutputRef};
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::error::{Context as _, WorkerError};
 use crate::names::unique;
@@ -83,25 +83,6 @@ impl ImageConfig {
             raw: bytes.to_vec(),
         })
     }
-}
-
-/// The chain IDs of layers with `diff_ids` (bottom first), as the OCI image spec defines them:
-/// `chain[0] = diff[0]`, `chain[n] = sha256(chain[n-1] + " " + diff[n])`. containerd names the
-/// committed snapshot of each layer by its chain ID.
-pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for diff in diff_ids {
-        let next = match out.last() {
-            None => diff.clone(),
-            Some(parent) => {
-                let hash = Sha256::digest(format!("{parent} {diff}").as_bytes());
-                let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-                format!("sha256:{hex}")
-            }
-        };
-        out.push(next);
-    }
-    out
 }
 
 #[derive(Deserialize)]
@@ -341,6 +322,7 @@ impl Op for ImageSourceOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha256};
 
     #[test]
     fn chain_ids_follow_the_oci_definition() {

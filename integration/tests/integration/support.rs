@@ -1,0 +1,32 @@
+//! Helpers the test modules share: running an async test body, racing a cancellation.
+
+use std::error::Error;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
+
+use oxkit_containerd::testing::block_on;
+
+/// Runs a test's async body; an error panics while the fixture is alive, so that it prints both
+/// daemons' logs.
+pub fn in_runtime(
+    body: impl Future<Output = Result<(), Box<dyn Error>>>,
+) -> Result<(), Box<dyn Error>> {
+    if let Err(e) = block_on(body) {
+        panic!("{e}");
+    }
+    Ok(())
+}
+
+/// Polls `a` and `b` together and returns as soon as `b` finishes; `a` is dropped unfinished then
+/// (a cancelled build step). Returns `a`'s output instead if it finishes first.
+pub async fn until<A: Future, B: Future>(a: A, b: B) -> Result<A::Output, B::Output> {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = b.as_mut().poll(cx) {
+            return Poll::Ready(Err(out));
+        }
+        a.as_mut().poll(cx).map(Ok)
+    })
+    .await
+}
