@@ -41,8 +41,9 @@ ctr_() { ctr --address "$ADDR" "$@"; }
 
 stop_daemons() {
   set +e
-  [ -n "${CTRD_PID:-}" ] && kill "$CTRD_PID" 2>/dev/null && wait "$CTRD_PID" 2>/dev/null
+  # oxkitd first: on its way out it removes what it keeps running in containerd (its shim keeper).
   [ -n "${OXKITD_PID:-}" ] && kill "$OXKITD_PID" 2>/dev/null && wait "$OXKITD_PID" 2>/dev/null
+  [ -n "${CTRD_PID:-}" ] && kill "$CTRD_PID" 2>/dev/null && wait "$CTRD_PID" 2>/dev/null
   # Shims outlive containerd; stop those of our state dir, then unmount what they left.
   pkill -f -- "-address $WORK/" 2>/dev/null
   grep " $WORK" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l

@@ -1,4 +1,7 @@
-//! What oxkit's binaries share: printing an error chain for a person.
+//! What oxkit's binaries share: printing an error chain for a person, and `oxctl`'s exporter
+//! flags ([`output`]).
+
+pub mod output;
 
 /// The error and its causes, joined by ": ", leaving out a cause whose text the message before
 /// it already contains (many errors quote their source in their own message, and `{:#}` would

@@ -284,6 +284,8 @@ pub struct OciImageBuilder {
     layers: Vec<Layer>,
     env: Vec<String>,
     cmd: Vec<String>,
+    /// Architectures besides this machine's: if any, the image is an index.
+    other_architectures: Vec<String>,
 }
 
 impl OciImageBuilder {
@@ -295,6 +297,7 @@ impl OciImageBuilder {
             layers: Vec::new(),
             env: Vec::new(),
             cmd: Vec::new(),
+            other_architectures: Vec::new(),
         }
     }
 
@@ -337,6 +340,14 @@ impl OciImageBuilder {
         self
     }
 
+    /// Makes the image an index (what the image record points at) with a manifest for this
+    /// machine and one for `architecture` (Linux, same layers); each manifest's config says its
+    /// architecture and sets `OXKIT_ARCH=<architecture>`, so a test can tell which was picked.
+    pub fn also_for_architecture(mut self, architecture: &str) -> Self {
+        self.other_architectures.push(architecture.to_owned());
+        self
+    }
+
     /// The full reference the image is imported as.
     pub fn name(&self) -> &str {
         &self.name
@@ -348,7 +359,8 @@ impl OciImageBuilder {
     }
 
     /// Writes the image as an OCI layout tar to `path`, with one manifest for this machine's platform
-    /// named by the `io.containerd.image.name` and `org.opencontainers.image.ref.name` annotations.
+    /// (or an index of manifests, see [`Self::also_for_architecture`]) named by the
+    /// `io.containerd.image.name` and `org.opencontainers.image.ref.name` annotations.
     pub fn write_archive(&self, path: &Path) -> Result<BuiltImage, ImageError> {
         let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
         let mut diff_ids = Vec::new();
@@ -366,39 +378,70 @@ impl OciImageBuilder {
         let history: Vec<_> = (0..self.layers.len())
             .map(|i| json!({"created": "2000-01-01T00:00:00Z", "created_by": format!("oxkit-integration layer {i}")}))
             .collect();
-        let config = json!({
-            "created": "2000-01-01T00:00:00Z",
-            "architecture": oci_architecture(),
-            "os": "linux",
-            "config": {"Env": self.env, "Cmd": self.cmd, "WorkingDir": "/"},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": history,
-        });
-        let config = serde_json::to_vec(&config).expect("a JSON value serializes");
-        let config_digest = digest(&config);
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_MANIFEST,
-            "config": {"mediaType": MEDIA_TYPE_CONFIG, "digest": config_digest, "size": config.len()},
-            "layers": layer_descriptors,
-        });
-        let manifest = serde_json::to_vec(&manifest).expect("a JSON value serializes");
-        let manifest_digest = digest(&manifest);
-        let tag = reference_tag(&self.name);
-        let index = json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_INDEX,
-            "manifests": [{
+        // One (config, manifest) per architecture, this machine's first.
+        let is_index = !self.other_architectures.is_empty();
+        let architectures = std::iter::once(oci_architecture())
+            .chain(self.other_architectures.iter().map(String::as_str));
+        let mut manifests = Vec::new();
+        let mut host = None;
+        for architecture in architectures {
+            let mut env = self.env.clone();
+            if is_index {
+                env.push(format!("OXKIT_ARCH={architecture}"));
+            }
+            let config = json!({
+                "created": "2000-01-01T00:00:00Z",
+                "architecture": architecture,
+                "os": "linux",
+                "config": {"Env": env, "Cmd": self.cmd, "WorkingDir": "/"},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                "history": history,
+            });
+            let config = serde_json::to_vec(&config).expect("a JSON value serializes");
+            let config_digest = digest(&config);
+            let manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": MEDIA_TYPE_MANIFEST,
+                "config": {"mediaType": MEDIA_TYPE_CONFIG, "digest": config_digest, "size": config.len()},
+                "layers": layer_descriptors,
+            });
+            let manifest = serde_json::to_vec(&manifest).expect("a JSON value serializes");
+            let manifest_digest = digest(&manifest);
+            manifests.push(json!({
                 "mediaType": MEDIA_TYPE_MANIFEST,
                 "digest": manifest_digest,
                 "size": manifest.len(),
-                "platform": {"architecture": oci_architecture(), "os": "linux"},
-                "annotations": {ANNOTATION_CONTAINERD_NAME: self.name, ANNOTATION_REF_NAME: tag},
-            }],
+                "platform": {"architecture": architecture, "os": "linux"},
+            }));
+            host.get_or_insert((config_digest.clone(), manifest_digest.clone()));
+            blobs.push((config_digest, config));
+            blobs.push((manifest_digest, manifest));
+        }
+        let (config_digest, manifest_digest) = host.expect("this machine's manifest");
+        // The entry that names the image: the only manifest, or an index of them all.
+        let mut target = if is_index {
+            let nested = json!({
+                "schemaVersion": 2,
+                "mediaType": MEDIA_TYPE_INDEX,
+                "manifests": manifests,
+            });
+            let nested = serde_json::to_vec(&nested).expect("a JSON value serializes");
+            let entry = json!({"mediaType": MEDIA_TYPE_INDEX, "digest": digest(&nested), "size": nested.len()});
+            blobs.push((digest(&nested), nested));
+            entry
+        } else {
+            manifests.remove(0)
+        };
+        let target_digest = target["digest"].as_str().unwrap_or_default().to_owned();
+        let tag = reference_tag(&self.name);
+        target["annotations"] =
+            json!({ANNOTATION_CONTAINERD_NAME: self.name, ANNOTATION_REF_NAME: tag});
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_INDEX,
+            "manifests": [target],
         });
         let index = serde_json::to_vec_pretty(&index).expect("a JSON value serializes");
-        blobs.push((config_digest.clone(), config));
-        blobs.push((manifest_digest.clone(), manifest));
 
         let io_err = |source| ImageError::Io {
             action: "write",
@@ -443,6 +486,7 @@ impl OciImageBuilder {
             archive: path.to_owned(),
             manifest_digest,
             config_digest,
+            target_digest,
             diff_ids,
             chain_ids,
         })
@@ -456,10 +500,12 @@ pub struct BuiltImage {
     pub name: String,
     /// The OCI layout tar.
     pub archive: PathBuf,
-    /// Digest of the manifest (`sha256:…`).
+    /// Digest of the manifest (`sha256:…`); of this machine's, for an index.
     pub manifest_digest: String,
-    /// Digest of the config.
+    /// Digest of the config (of this machine's manifest, for an index).
     pub config_digest: String,
+    /// Digest of what the image record points at: the manifest, or the index.
+    pub target_digest: String,
     /// Digest of each layer's uncompressed tar, bottom first.
     pub diff_ids: Vec<String>,
     /// Chain ID of each layer, bottom first: the names containerd gives the committed snapshots
@@ -595,6 +641,20 @@ mod tests {
         assert_eq!(reference_tag("localhost:5000/app:v1@sha256:00"), "v1");
     }
 
+    /// The entries of the archive at `path`: name → contents.
+    fn archive_files(path: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut archive = tar::Archive::new(File::open(path).unwrap());
+        let mut files = BTreeMap::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            files.insert(name, bytes);
+        }
+        files
+    }
+
     #[test]
     fn the_archive_is_an_oci_layout_naming_the_image() {
         let dir = tempfile::tempdir().unwrap();
@@ -608,15 +668,7 @@ mod tests {
         assert_eq!(built.diff_ids.len(), 3);
         assert_eq!(built.chain_ids[0], built.diff_ids[0]);
 
-        let mut archive = tar::Archive::new(File::open(&path).unwrap());
-        let mut files = BTreeMap::new();
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let name = entry.path().unwrap().to_string_lossy().into_owned();
-            let mut bytes = Vec::new();
-            io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
-            files.insert(name, bytes);
-        }
+        let files = archive_files(&path);
         assert!(files.contains_key("oci-layout"));
         let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
         let descriptor = &index["manifests"][0];
@@ -645,6 +697,47 @@ mod tests {
         .unwrap();
         assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
         assert_eq!(config["config"]["Cmd"][0], "sh");
+    }
+
+    #[test]
+    fn an_image_for_more_architectures_is_an_index_of_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.tar");
+        let built = OciImageBuilder::new("docker.io/library/multi:t")
+            .layer(Layer::from_files([("hello", "hi")]))
+            .also_for_architecture("s390x")
+            .write_archive(&path)
+            .unwrap();
+        let files = archive_files(&path);
+        let blob = |d: &str| -> serde_json::Value {
+            serde_json::from_slice(&files[&format!("blobs/sha256/{}", &d["sha256:".len()..])])
+                .unwrap()
+        };
+        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let top = &index["manifests"][0];
+        assert_eq!(top["mediaType"], MEDIA_TYPE_INDEX);
+        assert_eq!(top["digest"], built.target_digest.as_str());
+        assert_eq!(
+            top["annotations"][ANNOTATION_CONTAINERD_NAME],
+            "docker.io/library/multi:t"
+        );
+        let nested = blob(&built.target_digest);
+        let platforms: Vec<_> = nested["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["platform"]["architecture"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(platforms, [oci_architecture(), "s390x"]);
+        assert_eq!(
+            nested["manifests"][0]["digest"],
+            built.manifest_digest.as_str()
+        );
+        let config = blob(&built.config_digest);
+        assert_eq!(
+            config["config"]["Env"][0],
+            format!("OXKIT_ARCH={}", oci_architecture())
+        );
     }
 
     #[test]

@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use oxkit_plugin::client::{
-    BuildClient, Destination, ExportSink, Progress, ProgressMode, ProgressPrinter, SolveOptions,
-    DEFAULT_ADDRESS,
+    BuildClient, Destination, ExportSink, Progress, ProgressMode, ProgressPrinter, SecretSpec,
+    Secrets, SolveOptions, DEFAULT_ADDRESS,
 };
 use tokio_stream::StreamExt;
 
@@ -34,7 +35,9 @@ enum Command {
     Build {
         /// Where the result goes: `type=image,name=REF[,compression=zstd]` (into containerd),
         /// `type=oci,dest=FILE|-[,name=REF]` (an OCI archive) or `type=local,dest=DIR` (the
-        /// result's files).
+        /// result's files). `image` and `oci` also take the image config's `env.NAME=V`,
+        /// `label.NAME=V`, `entrypoint`, `cmd`, `workdir`, `user`, `expose` and `config=JSON`;
+        /// quote a field with commas as CSV does: `"cmd=[""sh"",""-c"",""x""]"`.
         #[arg(long)]
         output: Option<String>,
         /// Older spelling of --output's type (`--exporter image --exporter-opt name=…`).
@@ -49,6 +52,10 @@ enum Command {
         /// Re-run every step.
         #[arg(long)]
         no_cache: bool,
+        /// A secret the build may ask for: `id=NAME,src=FILE` or `id=NAME,env=VAR`
+        /// (repeatable). Read when oxctl starts and served from memory.
+        #[arg(long)]
+        secret: Vec<String>,
     },
     /// Show the build cache's records and their disk usage.
     Du,
@@ -76,11 +83,18 @@ fn main() -> ExitCode {
             exporter_opt,
             progress,
             no_cache,
-        } => exporter_options(output, exporter, exporter_opt).and_then(
-            |(exporter, exporter_attrs)| {
-                build(&cli.addr, exporter, exporter_attrs, progress, no_cache)
-            },
-        ),
+            secret,
+        } => oxkit_cmd::output::exporter_options(output.as_deref(), exporter, &exporter_opt)
+            .and_then(|(exporter, exporter_attrs)| {
+                build(
+                    &cli.addr,
+                    exporter,
+                    exporter_attrs,
+                    progress,
+                    no_cache,
+                    &secret,
+                )
+            }),
         Command::Du => with_client(&cli.addr, du),
         Command::Prune => with_client(&cli.addr, prune),
         Command::Debug {
@@ -96,56 +110,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--output type=image,name=x` or `--exporter image --exporter-opt name=x` → (type, attrs).
-fn exporter_options(
-    output: Option<String>,
-    exporter: Option<String>,
-    opts: Vec<String>,
-) -> anyhow::Result<(String, BTreeMap<String, String>)> {
-    let pair = |kv: &str| -> anyhow::Result<(String, String)> {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("{kv:?} is not key=value"))?;
-        Ok((k.trim().to_string(), v.trim().to_string()))
-    };
-    match (output, exporter) {
-        (Some(_), Some(_)) => bail!("give --output or --exporter, not both"),
-        (Some(output), None) => {
-            let mut attrs = BTreeMap::new();
-            let mut kind = None;
-            let mut names = Vec::new();
-            for part in output.split(',').filter(|p| !p.is_empty()) {
-                let (k, v) = pair(part)?;
-                match k.as_str() {
-                    "type" => kind = Some(v),
-                    // `name=a,name=b` and `name=a` both work; the exporter splits on commas.
-                    "name" => names.push(v),
-                    _ => {
-                        attrs.insert(k, v);
-                    }
-                }
-            }
-            if !names.is_empty() {
-                attrs.insert("name".into(), names.join(","));
-            }
-            Ok((kind.context("--output needs type=…")?, attrs))
-        }
-        (None, Some(exporter)) => Ok((
-            exporter,
-            opts.iter().map(|o| pair(o)).collect::<Result<_, _>>()?,
-        )),
-        (None, None) => Ok((String::new(), BTreeMap::new())),
-    }
-}
-
 fn build(
     addr: &str,
     exporter: String,
     mut exporter_attrs: BTreeMap<String, String>,
     mode: ProgressMode,
     no_cache: bool,
+    secrets: &[String],
 ) -> anyhow::Result<()> {
     let dest = Destination::take(&exporter, &mut exporter_attrs)?;
+    let specs = secrets
+        .iter()
+        .map(|s| SecretSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let secrets = Arc::new(Secrets::load(&specs)?);
     let mut definition = Vec::new();
     std::io::stdin()
         .read_to_end(&mut definition)
@@ -167,12 +145,16 @@ fn build(
         let mut client = BuildClient::connect(addr).await?;
         let mut events = Box::pin(
             client
-                .solve(SolveOptions {
-                    definition,
-                    exporter,
-                    exporter_attrs,
-                    no_cache,
-                })
+                .solve_with_session(
+                    SolveOptions {
+                        definition,
+                        exporter,
+                        exporter_attrs,
+                        no_cache,
+                        ..Default::default()
+                    },
+                    secrets,
+                )
                 .await?,
         );
         let mut printer = ProgressPrinter::new(std::io::stderr(), mode);

@@ -189,3 +189,110 @@ fn du_lists_the_cache_and_prune_empties_it() -> TestResult {
     );
     Ok(())
 }
+
+/// The shims serving this fixture's containerd (their command lines name its socket).
+fn shims(fx: &Fixture) -> Vec<u32> {
+    let address = fx.containerd_address().display().to_string();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args
+            .first()
+            .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
+            && args.iter().any(|a| a == &address)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn steps_share_one_shim_that_goes_away_when_the_daemon_is_idle() -> TestResult {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
+        return Ok(());
+    };
+    let steps: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("step {i}"), format!("echo {i} >> /steps")))
+        .collect();
+    let steps: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (ok, _, stderr) = build(&fx, &definition(&steps), "docker.io/library/shim:dev")?;
+    assert!(ok, "build failed:\n{stderr}");
+    // Right after the build the keeper still holds one shim; nothing else runs.
+    let keepers = fx.ctr(["containers", "ls", "-q", "labels.\"oxkit.shim-keeper\""])?;
+    assert_eq!(keepers.lines().count(), 1, "one keeper: {keepers}");
+    let running = shims(&fx);
+    assert_eq!(running.len(), 1, "one shim for all steps: {running:?}");
+    assert_eq!(
+        fx.run("docker.io/library/shim:dev", &["cat", "/steps"])?
+            .lines()
+            .count(),
+        4
+    );
+    // Idle: the keeper and its shim go (the `ctr run` above had a shim of its own, gone too).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let keepers = fx.ctr(["containers", "ls", "-q", "labels.\"oxkit.shim-keeper\""])?;
+        let running = shims(&fx);
+        if keepers.trim().is_empty() && running.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still there after 20 s: keepers {keepers:?}, shims {running:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        fx.ctr(["containers", "ls", "-q"])?.trim(),
+        "",
+        "no container left"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_stopping_daemon_removes_the_shared_shim() -> TestResult {
+    let Some(mut fx) = Fixture::start_with_busybox(BASE)? else {
+        return Ok(());
+    };
+    let (ok, _, stderr) = build(
+        &fx,
+        &definition(&[("one", "true"), ("two", "true")]),
+        "docker.io/library/stop:dev",
+    )?;
+    assert!(ok, "build failed:\n{stderr}");
+    assert_eq!(
+        shims(&fx).len(),
+        1,
+        "the keeper's shim runs after the build"
+    );
+    fx.stop_oxkitd()?;
+    let keepers = fx.ctr(["containers", "ls", "-q"])?;
+    assert_eq!(
+        keepers.trim(),
+        "",
+        "the daemon removed its keeper on the way out"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !shims(&fx).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shim outlived its last container"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}

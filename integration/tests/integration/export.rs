@@ -1,6 +1,8 @@
 //! The client-side exporters end to end: `oxctl build --output type=oci,dest=FILE` writes an OCI
 //! archive that `ctr images import` takes (and that runs) and `skopeo inspect` reads;
-//! `--output type=local,dest=DIR` gives the result's files with their modes and symlinks.
+//! `--output type=local,dest=DIR` gives the result's files with their modes and symlinks;
+//! `type=image` with image config options writes them into the config that `ctr run` follows,
+//! and builds on a base image whose record is an index from the host's manifest.
 
 use std::error::Error;
 use std::io::Read;
@@ -8,7 +10,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use oxkit_integration::{locate_oxkitd, Fixture};
+use oxkit_integration::{busybox_image, locate_oxkitd, Fixture};
+
+use crate::support::build_ok;
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -247,7 +251,7 @@ fn exporter_options_are_refused_by_name_before_any_work() -> TestResult {
     let dir = fx.dir().join("refused");
     std::fs::create_dir_all(&dir)?;
     let def = definition("echo never-runs > /x");
-    // The daemon refuses the first two; oxctl itself refuses the rest before it reads stdin, so
+    // The daemon refuses the first four; oxctl itself refuses the rest before it reads stdin, so
     // those get none (a definition written to an oxctl that has exited breaks the pipe).
     for (output, needle, stdin) in [
         (
@@ -258,6 +262,16 @@ fn exporter_options_are_refused_by_name_before_any_work() -> TestResult {
         (
             format!("type=oci,dest={}/a.tar,unpack=true", dir.display()),
             "\"unpack\"",
+            &def[..],
+        ),
+        (
+            "type=image,name=x,expose=abc/tcp".to_string(),
+            "\"expose\"",
+            &def[..],
+        ),
+        (
+            "type=image,name=x,workdir=relative".to_string(),
+            "\"workdir\"",
             &def[..],
         ),
         ("type=oci".to_string(), "\"dest\"", &[][..]),
@@ -279,6 +293,142 @@ fn exporter_options_are_refused_by_name_before_any_work() -> TestResult {
         std::fs::read_dir(&dir)?.count(),
         0,
         "a refused oci export leaves no partial archive"
+    );
+    Ok(())
+}
+
+/// `ctr content get DIGEST` as JSON.
+fn content_json(fx: &Fixture, digest: &str) -> Result<serde_json::Value, Box<dyn Error>> {
+    Ok(serde_json::from_str(&fx.ctr(["content", "get", digest])?)?)
+}
+
+#[test]
+fn image_config_options_reach_the_config_and_ctr_run() -> TestResult {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
+        return Ok(());
+    };
+    let name = "docker.io/library/configured:dev";
+    // Quoted CSV fields hold the commas of JSON; `cmd` is split as a shell would.
+    let output = [
+        "type=image",
+        &format!("name={name}"),
+        "env.FOO=from-env",
+        "env.PATH=/bin:/usr/bin",
+        "label.org.example.team=oxkit",
+        r#""entrypoint=[""sh"",""-c""]""#,
+        "cmd='echo $FOO; pwd; id -u'",
+        "workdir=/srv",
+        "user=1000:1000",
+        "expose=8080",
+        "expose=53/udp",
+        r#""config={""StopSignal"":""SIGINT"",""Volumes"":{""/data"":{}}}""#,
+    ]
+    .join(",");
+    let stdout = build_ok(&fx, &definition("mkdir -p /srv"), &output)?;
+    let reported = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("no {key} reported:\n{stdout}"))
+            .to_string()
+    };
+    let manifest_digest = reported("containerd.image.digest");
+    let listed = fx.ctr(["images", "ls"])?;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(name) && l.contains(&manifest_digest)),
+        "the image record points at the manifest reported:\n{listed}"
+    );
+    let manifest = content_json(&fx, &manifest_digest)?;
+    let config_digest = manifest["config"]["digest"].as_str().unwrap_or_default();
+    assert_eq!(config_digest, reported("containerd.config.digest"));
+    let config = content_json(&fx, config_digest)?;
+    let run = &config["config"];
+    assert_eq!(
+        run["Env"],
+        serde_json::json!(["PATH=/bin:/usr/bin", "FOO=from-env"]),
+        "the base image's PATH replaced in place, FOO added: {run}"
+    );
+    assert_eq!(run["Entrypoint"], serde_json::json!(["sh", "-c"]));
+    assert_eq!(run["Cmd"], serde_json::json!(["echo $FOO; pwd; id -u"]));
+    assert_eq!(run["WorkingDir"], "/srv");
+    assert_eq!(run["User"], "1000:1000");
+    assert_eq!(
+        run["Labels"],
+        serde_json::json!({"org.example.team": "oxkit"})
+    );
+    assert_eq!(
+        run["ExposedPorts"],
+        serde_json::json!({"53/udp": {}, "8080/tcp": {}})
+    );
+    assert_eq!(run["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(run["StopSignal"], "SIGINT");
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+        Some(2),
+        "busybox's layer and the step's: {config}"
+    );
+
+    // `ctr run` without a command runs the configured entrypoint and cmd, with env, workdir
+    // and user.
+    let out = fx.run(name, &[])?;
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["from-env", "/srv", "1000"]
+    );
+    Ok(())
+}
+
+/// The image exporter refused a base image whose record points at an index ("only
+/// single-platform manifests are supported"), though the image source built on it.
+#[test]
+fn a_base_image_index_exports_from_the_hosts_manifest() -> TestResult {
+    let Some(fx) = Fixture::start()? else {
+        return Ok(());
+    };
+    let host = oxkit_llb::op::Platform::host().architecture;
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let base = "docker.io/library/busybox:multi";
+    let built = busybox_image(base)?
+        .also_for_architecture(other)
+        .write_archive(&fx.image_path("multi.tar"))?;
+    fx.import(&built)?;
+    let listed = fx.ctr(["images", "ls"])?;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(base) && l.contains(&built.target_digest)),
+        "the record points at the index:\n{listed}"
+    );
+    assert_ne!(built.target_digest, built.manifest_digest);
+
+    let name = "docker.io/library/on-an-index:dev";
+    let def = oxkit_llb::image(base)
+        .sh("echo on-an-index > /greeting")
+        .root()
+        .marshal()?
+        .to_bytes();
+    let stdout = build_ok(&fx, &def, &format!("type=image,name={name}"))?;
+    let config_digest = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("containerd.config.digest: "))
+        .unwrap_or_else(|| panic!("no config digest reported:\n{stdout}"));
+    let config = content_json(&fx, config_digest)?;
+    assert_eq!(config["architecture"], host.as_str());
+    let env = config["config"]["Env"].to_string();
+    assert!(
+        env.contains(&format!("OXKIT_ARCH={host}")),
+        "the host's manifest's config is the base: {env}"
+    );
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let out = fx.run(name, &["sh", "-c", "cat /greeting; echo $OXKIT_ARCH"])?;
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["on-an-index", host.as_str()]
     );
     Ok(())
 }

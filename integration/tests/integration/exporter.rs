@@ -37,7 +37,8 @@ async fn build_and_export(
         .commit("step-1-done", "step-1", &Labels::new())
         .await?;
 
-    let base = BaseImage::load(&c, BUSYBOX).await?;
+    let host = oxkit_llb::op::Platform::host();
+    let base = BaseImage::load(&c, BUSYBOX, &host.os, &host.architecture).await?;
     let attrs: BTreeMap<String, String> = [
         ("name".to_string(), HELLO.to_string()),
         ("compression".to_string(), compression.to_string()),

@@ -1,4 +1,5 @@
-//! Helpers the test modules share: running an async test body, racing a cancellation.
+//! Helpers the test modules share: running an async test body, racing a cancellation, a build
+//! through `oxctl` that must succeed.
 
 use std::error::Error;
 use std::future::{poll_fn, Future};
@@ -29,4 +30,17 @@ pub async fn until<A: Future, B: Future>(a: A, b: B) -> Result<A::Output, B::Out
         a.as_mut().poll(cx).map(Ok)
     })
     .await
+}
+
+/// Runs `oxctl build --progress plain --output OUTPUT` on `def` and returns what it printed on
+/// stdout (the exporter's response); a failed build panics with oxctl's stderr.
+pub fn build_ok(
+    fx: &oxkit_integration::Fixture,
+    def: &[u8],
+    output: &str,
+) -> Result<String, oxkit_integration::FixtureError> {
+    let (ok, stdout, stderr) =
+        fx.oxctl(&["build", "--progress", "plain", "--output", output], def)?;
+    assert!(ok, "build --output {output} failed:\n{stderr}");
+    Ok(stdout)
 }

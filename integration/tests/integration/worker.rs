@@ -108,6 +108,7 @@ async fn solve(worker: &Worker, solver: &Solver, state: &State) -> Result<Solved
             SolveOptions {
                 no_cache: false,
                 progress: Some(tx),
+                session: None,
             },
         )
         .await;
@@ -292,6 +293,7 @@ fn a_run_chain_logs_its_output_commits_its_result_and_is_cached_the_second_time(
             third.events
         );
 
+        worker.shutdown().await;
         assert_no_containers_tasks_or_active_steps(&fx)?;
         lease.delete(false).await?;
         Ok(())
@@ -349,6 +351,7 @@ fn a_failing_step_names_itself_its_exit_code_and_its_output_and_leaves_nothing_b
         let ok7 = image(BUSYBOX).sh("exit 7").valid_exit_codes(&[0, 7]).root();
         solve(&worker, &solver, &ok7).await?.output();
 
+        worker.shutdown().await;
         assert_no_containers_tasks_or_active_steps(&fx)?;
         lease.delete(false).await?;
         Ok(())
@@ -420,6 +423,7 @@ fn image_layers_are_applied_once_by_chain_id_and_shared() -> Result {
         let step = image(name).sh("cat /etc/motd; test -x /bin/busybox").root();
         let ran = solve(&worker, &solver(&worker), &step).await?;
         assert!(ran.stdout().contains("second layer"), "{}", ran.log());
+        worker.shutdown().await;
         assert_no_containers_tasks_or_active_steps(&fx)?;
         lease.delete(false).await?;
         Ok(())
@@ -544,6 +548,7 @@ fn mounts_network_and_users_of_run_steps() -> Result {
         let consumed = solve(&worker, &solver(&worker), &consume).await?;
         assert_eq!(consumed.stdout(), "made\n", "{}", consumed.log());
 
+        worker.shutdown().await;
         assert_no_containers_tasks_or_active_steps(&fx)?;
         lease.delete(false).await?;
         Ok(())

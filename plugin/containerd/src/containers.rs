@@ -12,6 +12,10 @@ use crate::{Client, ContainerdError, Labels};
 /// The runtime build steps run with.
 pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
 
+/// The spec annotation by which containerd's runc v2 shim groups containers: every container
+/// whose spec names the same group shares one shim process, which exits with its last container.
+pub const RUNC_GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
+
 /// The type URL containerd stores a runtime spec under (as JSON, like its Go client's typeurl).
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 

@@ -98,6 +98,8 @@ pub struct SpecBuilder {
     mounts: Vec<SpecMount>,
     capabilities: Vec<String>,
     cgroups_path: Option<String>,
+    annotations: std::collections::BTreeMap<String, String>,
+    root_path: Option<String>,
 }
 
 impl SpecBuilder {
@@ -118,6 +120,8 @@ impl SpecBuilder {
                 .map(|c| (*c).to_owned())
                 .collect(),
             cgroups_path: None,
+            annotations: Default::default(),
+            root_path: None,
         }
     }
 
@@ -173,6 +177,20 @@ impl SpecBuilder {
     /// The container's cgroup path (runc's default when unset).
     pub fn cgroups_path(mut self, path: impl Into<String>) -> Self {
         self.cgroups_path = Some(path.into());
+        self
+    }
+
+    /// The root file system: a directory on the host, mounted by the caller, instead of the
+    /// bundle's `rootfs` (which the shim mounts from the task's rootfs mounts). The task must then
+    /// be created without rootfs mounts.
+    pub fn root_path(mut self, path: impl Into<String>) -> Self {
+        self.root_path = Some(path.into());
+        self
+    }
+
+    /// Adds an annotation (read by the runtime, e.g. [`crate::RUNC_GROUP_ANNOTATION`]).
+    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.annotations.insert(key.into(), value.into());
         self
     }
 
@@ -270,7 +288,7 @@ impl SpecBuilder {
         if let Some(path) = &self.cgroups_path {
             linux["cgroupsPath"] = json!(path);
         }
-        json!({
+        let mut spec = json!({
             "ociVersion": "1.0.2",
             "process": {
                 "terminal": false,
@@ -290,11 +308,15 @@ impl SpecBuilder {
                 "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
                 "noNewPrivileges": false,
             },
-            "root": {"path": "rootfs", "readonly": false},
+            "root": {"path": self.root_path.as_deref().unwrap_or("rootfs"), "readonly": false},
             "hostname": self.hostname,
             "mounts": mounts,
             "linux": linux,
-        })
+        });
+        if !self.annotations.is_empty() {
+            spec["annotations"] = json!(self.annotations);
+        }
+        spec
     }
 }
 

@@ -135,6 +135,12 @@ impl Tasks {
         })
     }
 
+    /// Best effort: kills every process of `container_id`'s task, waits for them and deletes the
+    /// task (for a task that was kept on purpose, e.g. with [`std::mem::forget`]).
+    pub async fn kill_and_delete(&self, container_id: &str) {
+        kill_and_delete_task(&self.client, container_id).await;
+    }
+
     /// The ids of the containers that have a task in the namespace.
     pub async fn list(&self) -> Result<Vec<String>, ContainerdError> {
         let request = pb::ListTasksRequest::default();
@@ -174,6 +180,22 @@ impl Tasks {
         rootfs: &[Mount],
         io: &TaskIo,
     ) -> Result<ExitStatus, ContainerdError> {
+        let (status, exited) = self.run_to_exit(container, rootfs, io).await?;
+        exited.clean_up().await?;
+        Ok(status)
+    }
+
+    /// [`Tasks::run`] up to the process's exit: the exited task and the container are left to the
+    /// returned [`Exited`] to delete, which the caller may do in the background. (containerd 1.6
+    /// deletes a task only after its shim's own clean-up — the shim binary's `delete` and a
+    /// `runc delete --force` — tens of milliseconds that need not delay the caller once the
+    /// process is gone.) The task's FIFOs reach end-of-file when the task is deleted.
+    pub async fn run_to_exit(
+        &self,
+        container: &NewContainer,
+        rootfs: &[Mount],
+        io: &TaskIo,
+    ) -> Result<(ExitStatus, Exited), ContainerdError> {
         io.validate()?;
         self.client.containers().create(container).await?;
         let mut guard = RunGuard {
@@ -182,22 +204,57 @@ impl Tasks {
         };
         let result = async {
             let mut task = self.create(&container.id, rootfs, io).await?;
-            // From here on `run` itself (or its guard) deletes the task.
+            // From here on `run_to_exit` itself (or its guard, or `Exited`) deletes the task.
             task.deleted = true;
             task.start().await?;
-            let status = task.wait().await?;
-            delete_task(&self.client, &container.id).await?;
-            Ok(status)
+            task.wait().await
         }
         .await;
         let client = guard.client.take().expect("taken once");
-        if result.is_err() {
-            kill_and_delete_task(&client, &container.id).await;
+        match result {
+            Ok(status) => Ok((
+                status,
+                Exited {
+                    client: Some(client),
+                    container_id: container.id.clone(),
+                },
+            )),
+            Err(e) => {
+                kill_and_delete_task(&client, &container.id).await;
+                let _ = delete_container(&client, &container.id).await;
+                Err(e)
+            }
         }
-        let deleted = delete_container(&client, &container.id).await;
-        let status = result?;
-        deleted?;
-        Ok(status)
+    }
+}
+
+/// A container whose task's process has exited (see [`Tasks::run_to_exit`]). Delete both with
+/// [`Exited::clean_up`]; dropped without it, they are deleted in the background.
+#[derive(Debug)]
+pub struct Exited {
+    client: Option<Client>,
+    container_id: String,
+}
+
+impl Exited {
+    /// Deletes the exited task, then the container.
+    pub async fn clean_up(mut self) -> Result<(), ContainerdError> {
+        let client = self.client.take().expect("taken once");
+        let deleted_task = delete_task(&client, &self.container_id).await;
+        if deleted_task.is_err() {
+            kill_and_delete_task(&client, &self.container_id).await;
+        }
+        let deleted = delete_container(&client, &self.container_id).await;
+        deleted_task?;
+        deleted
+    }
+}
+
+impl Drop for Exited {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            spawn_cleanup(client, self.container_id.clone(), true);
+        }
     }
 }
 

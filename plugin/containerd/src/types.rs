@@ -121,6 +121,24 @@ impl Mount {
     pub fn is_read_only(&self) -> bool {
         self.options.iter().any(|o| o == "ro")
     }
+
+    /// The directory holding a committed snapshot's own layer (what was its overlay upper
+    /// directory), from the mounts of a view of it on an overlay snapshotter such as oxkit's: a
+    /// view of a single layer is a bind mount of that directory, a view of more is an overlay
+    /// whose first lower directory is the top layer. `None` for any other form.
+    pub fn layer_dir(view: &[Mount]) -> Option<std::path::PathBuf> {
+        let [m] = view else { return None };
+        match m.kind.as_str() {
+            "bind" => Some(m.source.clone().into()),
+            "overlay" => m
+                .options
+                .iter()
+                .find_map(|o| o.strip_prefix("lowerdir="))
+                .and_then(|l| l.split(':').next())
+                .map(Into::into),
+            _ => None,
+        }
+    }
 }
 
 /// The chain IDs of layers with `diff_ids` (bottom first), as the OCI image spec defines them:
@@ -141,6 +159,26 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_views_layer_dir_is_its_bind_source_or_first_lower_dir() {
+        let mount = |kind: &str, source: &str, options: &[&str]| Mount {
+            kind: kind.into(),
+            source: source.into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+        };
+        let bind = [mount("bind", "/s/1/fs", &["ro", "rbind"])];
+        assert_eq!(Mount::layer_dir(&bind), Some("/s/1/fs".into()));
+        let overlay = [mount(
+            "overlay",
+            "overlay",
+            &["ro", "lowerdir=/s/3/fs:/s/2/fs"],
+        )];
+        assert_eq!(Mount::layer_dir(&overlay), Some("/s/3/fs".into()));
+        assert_eq!(Mount::layer_dir(&[]), None);
+        assert_eq!(Mount::layer_dir(&[mount("tmpfs", "tmpfs", &[])]), None);
+        assert_eq!(Mount::layer_dir(&[bind[0].clone(), bind[0].clone()]), None);
+    }
 
     #[test]
     fn digests_parse_only_when_sha256_lowercase_hex() {

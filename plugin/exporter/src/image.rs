@@ -3,13 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use oxkit_containerd::{chain_ids, rfc3339, Client, Descriptor, Digest, Image, Labels, Mount};
+use oxkit_containerd::{
+    chain_ids, platform_manifest, rfc3339, Client, Descriptor, Digest, Image, Labels, Mount,
+};
 use oxkit_layer::{write_layer, Compression, LayerOptions};
 use serde_json::{json, Value};
 
 use crate::error::ctr;
 use crate::spec::{media, ImageConfig};
-use crate::{ExportError, ImageExportOptions};
+use crate::{ConfigChanges, ExportError, ImageExportOptions};
 
 /// The label that makes an image config hold the snapshot of its top layer.
 const GC_SNAPSHOT_LABEL: &str = "containerd.io/gc.ref.snapshot.oxkit";
@@ -27,8 +29,14 @@ pub struct BaseImage {
 }
 
 impl BaseImage {
-    /// Reads image `name` from containerd's store (a single-platform manifest).
-    pub async fn load(client: &Client, name: &str) -> Result<Self, ExportError> {
+    /// Reads image `name` from containerd's store: its manifest for `os`/`architecture` (OCI's
+    /// spelling; picked from an index if the image is one) and its config.
+    pub async fn load(
+        client: &Client,
+        name: &str,
+        os: &str,
+        architecture: &str,
+    ) -> Result<Self, ExportError> {
         let bad = |reason: String| ExportError::BaseImage {
             name: name.into(),
             reason,
@@ -38,43 +46,26 @@ impl BaseImage {
             .get(name)
             .await
             .map_err(ctr(format!("failed to look up image {name}")))?;
-        let mt = image.target.media_type.as_str();
-        if mt != media::MANIFEST && mt != media::DOCKER_MANIFEST {
-            return Err(bad(format!(
-                "its target is {mt}; only single-platform manifests are supported yet"
-            )));
-        }
-        let manifest: Value = read_json(client, &image.target.digest).await?;
-        let layers: Vec<Descriptor> = serde_json::from_value(manifest["layers"].clone())
-            .map_err(|e| bad(format!("its manifest's layers do not parse: {e}")))?;
-        let config_digest: Digest = manifest["config"]["digest"]
-            .as_str()
-            .and_then(|d| d.parse().ok())
-            .ok_or_else(|| bad("its manifest has no config digest".into()))?;
-        let config = ImageConfig(read_json(client, &config_digest).await?);
-        if config.diff_ids().len() != layers.len() {
+        let manifest = platform_manifest(client, &image.target, os, architecture)
+            .await
+            .map_err(|e| match e.into_containerd() {
+                Ok((action, source)) => ctr(format!("failed to {action} of image {name}"))(source),
+                Err(other) => bad(other.to_string()),
+            })?;
+        let config: Value = serde_json::from_slice(&manifest.config_bytes)
+            .map_err(|e| bad(format!("its config is not JSON: {e}")))?;
+        let config = ImageConfig(config);
+        if config.diff_ids().len() != manifest.layers.len() {
             return Err(bad(
                 "its config and manifest disagree on the number of layers".into(),
             ));
         }
         Ok(BaseImage {
             name: name.into(),
-            layers,
+            layers: manifest.layers,
             config,
         })
     }
-}
-
-async fn read_json(client: &Client, digest: &Digest) -> Result<Value, ExportError> {
-    let bytes = client
-        .content()
-        .read_to_vec(digest)
-        .await
-        .map_err(ctr(format!("failed to read blob {digest}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| ExportError::BaseImage {
-        name: digest.to_string(),
-        reason: format!("blob is not JSON: {e}"),
-    })
 }
 
 /// What an export produced.
@@ -131,7 +122,9 @@ impl ImageExporter {
         base: Option<&BaseImage>,
         options: &ImageExportOptions,
     ) -> Result<ExportedImage, ExportError> {
-        let built = self.build_image(top, base, options.compression).await?;
+        let built = self
+            .build_image(top, base, options.compression, &options.config)
+            .await?;
         self.ensure_chain_snapshots(&built.chain_ids, &built.layers)
             .await?;
         for name in &options.names {
@@ -150,7 +143,8 @@ impl ImageExporter {
     }
 
     /// Builds the image of committed snapshot `top` (on `base`, or on nothing) in the content
-    /// store: writes the new layers (`compression`), the config and the manifest, each with
+    /// store: writes the new layers (`compression`), the config (the base image's, or a
+    /// scratch one, with `changes` applied) and the manifest, each with
     /// containerd's GC labels, but records no image and makes no snapshots — what both the
     /// `image` exporter and the `oci` archive start from. The blobs are held by the client's
     /// lease.
@@ -159,6 +153,7 @@ impl ImageExporter {
         top: &str,
         base: Option<&BaseImage>,
         compression: Compression,
+        changes: &ConfigChanges,
     ) -> Result<BuiltImage, ExportError> {
         let base_chain = base
             .map(|b| chain_ids(&b.config.diff_ids()))
@@ -166,6 +161,7 @@ impl ImageExporter {
         let new = self.new_snapshots(top, base_chain.last()).await?;
 
         let mut config = base.map_or_else(ImageConfig::scratch, |b| b.config.clone());
+        changes.apply(&mut config.0);
         let mut layers = base.map(|b| b.layers.clone()).unwrap_or_default();
         let now = rfc3339(SystemTime::now());
         for snapshot in &new {

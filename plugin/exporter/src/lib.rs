@@ -8,7 +8,11 @@
 //!   unpacking.
 //! - `oci`: the same image as an OCI image layout in a tar stream ([`OciArchive`]).
 //! - `local`: the result's files as a tar stream ([`LocalExporter`]), and unpacking it.
+//!
+//! `image` and `oci` take image config changes (env, labels, entrypoint, cmd, workdir, user,
+//! exposed ports) as attributes: [`ConfigChanges`].
 
+mod config;
 mod error;
 mod image;
 mod local;
@@ -16,6 +20,7 @@ mod oci;
 mod options;
 mod spec;
 
+pub use config::ConfigChanges;
 pub use error::ExportError;
 pub use image::{BaseImage, BuiltImage, ExportedImage, ImageExporter};
 pub use local::{unpack_tree, write_tree, LocalExporter};

@@ -1,11 +1,17 @@
 //! The exporters' options, parsed before any work (`--output type=image,name=…,…`,
-//! `type=oci,…`, `type=local`).
+//! `type=oci,…`, `type=local`). The image config attributes that `image` and `oci` share
+//! (`env.K`, `label.K`, `entrypoint`, `cmd`, `workdir`, `user`, `expose`, `config`) are
+//! described in [`ConfigChanges`].
 
 use std::collections::BTreeMap;
 
 use oxkit_layer::Compression;
 
+use crate::config::{ConfigAttrs, ConfigChanges};
 use crate::ExportError;
+
+/// What the unknown-option errors of `image` and `oci` list.
+const CONFIG_KEYS: &str = "env.NAME, label.NAME, entrypoint, cmd, workdir, user, expose, config";
 
 /// What `type=image` was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,17 +20,24 @@ pub struct ImageExportOptions {
     pub names: Vec<String>,
     /// Layer compression.
     pub compression: Compression,
+    /// Changes to the base image's config.
+    pub config: ConfigChanges,
 }
 
 impl ImageExportOptions {
     /// Parses BuildKit's image exporter attributes: `name` (comma-separated), `compression`
-    /// (`gzip`, `zstd`, `uncompressed`), `compression-level`. Unknown keys are refused by name,
-    /// and so is `push=true` (registries come with a later issue).
+    /// (`gzip`, `zstd`, `uncompressed`), `compression-level`, and the image config attributes
+    /// ([`ConfigChanges`]). Unknown keys are refused by name, and so is `push=true`
+    /// (registries come with a later issue).
     pub fn parse(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
         let bad = invalid("image");
         let mut names = Vec::new();
         let mut compression = CompressionOptions::default();
+        let mut config = ConfigAttrs::default();
         for (key, value) in attrs {
+            if config.take(key, value).map_err(|(k, r)| bad(&k, r))? {
+                continue;
+            }
             match key.as_str() {
                 "name" => names.extend(split_names(value)),
                 "compression" | "compression-level" => compression.set(key, value),
@@ -38,7 +51,7 @@ impl ImageExportOptions {
                 _ => {
                     return Err(bad(
                         key,
-                        "unknown option; expected name, compression, compression-level".into(),
+                        format!("unknown option; expected name, compression, compression-level, {CONFIG_KEYS}"),
                     ))
                 }
             }
@@ -50,7 +63,11 @@ impl ImageExportOptions {
             ));
         }
         let compression = compression.resolve("image")?;
-        Ok(ImageExportOptions { names, compression })
+        Ok(ImageExportOptions {
+            names,
+            compression,
+            config: config.finish(),
+        })
     }
 }
 
@@ -61,30 +78,41 @@ pub struct OciExportOptions {
     pub names: Vec<String>,
     /// Layer compression.
     pub compression: Compression,
+    /// Changes to the base image's config.
+    pub config: ConfigChanges,
 }
 
 impl OciExportOptions {
     /// Parses the OCI archive exporter's attributes: `name` (optional, comma-separated; becomes
     /// the index entries' `org.opencontainers.image.ref.name` and `io.containerd.image.name`
-    /// annotations), `compression`, `compression-level`. Unknown keys are refused by name.
+    /// annotations), `compression`, `compression-level`, and the image config attributes
+    /// ([`ConfigChanges`]). Unknown keys are refused by name.
     pub fn parse(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
         let bad = invalid("oci");
         let mut names = Vec::new();
         let mut compression = CompressionOptions::default();
+        let mut config = ConfigAttrs::default();
         for (key, value) in attrs {
+            if config.take(key, value).map_err(|(k, r)| bad(&k, r))? {
+                continue;
+            }
             match key.as_str() {
                 "name" => names.extend(split_names(value)),
                 "compression" | "compression-level" => compression.set(key, value),
                 _ => {
                     return Err(bad(
                         key,
-                        "unknown option; expected name, compression, compression-level (and dest, which the client keeps)".into(),
+                        format!("unknown option; expected name, compression, compression-level, {CONFIG_KEYS} (and dest, which the client keeps)"),
                     ))
                 }
             }
         }
         let compression = compression.resolve("oci")?;
-        Ok(OciExportOptions { names, compression })
+        Ok(OciExportOptions {
+            names,
+            compression,
+            config: config.finish(),
+        })
     }
 }
 
@@ -273,6 +301,22 @@ mod tests {
                 }
                 other => panic!("{bad:?}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn config_attributes_reach_both_image_exporters() {
+        let attrs = pairs(&[("name", "a"), ("env.FOO", "1"), ("workdir", "/w")]);
+        let image = ImageExportOptions::parse(&attrs).unwrap().config;
+        let oci = OciExportOptions::parse(&attrs).unwrap().config;
+        assert_eq!(image, oci);
+        assert_eq!(image.env, [("FOO".to_string(), "1".to_string())]);
+        assert_eq!(image.workdir.as_deref(), Some("/w"));
+        match ImageExportOptions::parse(&pairs(&[("name", "a"), ("expose", "abc/tcp")])) {
+            Err(ExportError::InvalidOption { exporter, key, .. }) => {
+                assert_eq!((exporter, key.as_str()), ("image", "expose"))
+            }
+            other => panic!("{other:?}"),
         }
     }
 

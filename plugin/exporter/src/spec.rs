@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 pub(crate) mod media {
     pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
     pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 }
 
 /// An image config under construction: the base image's, or an empty one for this platform.

@@ -421,35 +421,15 @@ impl Copier<'_> {
                 Some(_) => std::fs::remove_file(&t).map_err(|err| self.io("remove", &t, err))?,
                 None => {}
             }
-            let ft = e.meta.file_type();
-            if ft.is_file() {
-                if e.meta.nlink() > 1 {
-                    let key = (e.meta.dev(), e.meta.ino());
-                    if let Some(first) = self.inodes.get(&key) {
-                        std::fs::hard_link(first, &t).map_err(|err| self.io("link", &t, err))?;
-                        continue;
-                    }
-                    self.inodes.insert(key, t.clone());
-                }
-                let mut from = std::fs::File::open(&e.host)
-                    .map_err(|err| FileOpError::io(ACTION, src_path, "open", &e.host, err))?;
-                // create_new: O_EXCL never follows a symlink planted at the target.
-                let mut to = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                    .open(&t)
-                    .map_err(|err| self.io("create", &t, err))?;
-                std::io::copy(&mut from, &mut to).map_err(|err| self.io("write", &t, err))?;
-            } else if ft.is_symlink() {
-                let link = std::fs::read_link(&e.host)
-                    .map_err(|err| FileOpError::io(ACTION, src_path, "readlink", &e.host, err))?;
-                std::os::unix::fs::symlink(&link, &t).map_err(|err| self.io("symlink", &t, err))?;
-            } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
-                fsmeta::mknod_like(&t, &e.meta).map_err(|err| self.io("mknod", &t, err))?;
-            } else {
-                tracing::warn!(path = %e.host.display(), "copy: skipping socket");
+            let made = make_like(
+                ACTION,
+                (src_path, self.dest_path),
+                &e.host,
+                &e.meta,
+                &t,
+                &mut self.inodes,
+            )?;
+            if made != Made::Entry {
                 continue;
             }
             self.finish(e, &t)?;
@@ -465,19 +445,113 @@ impl Copier<'_> {
 
     /// Owner, mode, xattrs and times of a copied entry.
     fn finish(&self, e: &Entry, t: &Path) -> Result<(), FileOpError> {
-        let (uid, gid) = self.owner.unwrap_or((e.meta.uid(), e.meta.gid()));
-        fsmeta::lchown(t, uid, gid).map_err(|err| self.io("chown", t, err))?;
-        let is_link = e.meta.file_type().is_symlink();
-        if !is_link {
-            let mode = self.c.mode.unwrap_or(e.meta.mode());
-            fsmeta::chmod(t, mode).map_err(|err| self.io("chmod", t, err))?;
-        }
-        fsmeta::copy_xattrs(&e.host, t);
-        let (a, m) = match self.c.timestamp {
-            Some(ts) => (ts, ts),
-            None => fsmeta::times_of(&e.meta),
+        let overrides = Overrides {
+            owner: self.owner,
+            mode: self.c.mode,
+            timestamp: self.c.timestamp,
         };
-        fsmeta::set_times(t, a, m).map_err(|err| self.io("utimes", t, err))?;
-        Ok(())
+        set_meta(
+            ACTION,
+            self.dest_path,
+            (&e.host, &e.meta),
+            t,
+            overrides,
+            &|_| true,
+        )
     }
+}
+
+/// What [`make_like`] made.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Made {
+    /// A new entry: its owner, mode and times are still the caller's to set.
+    Entry,
+    /// A hard link to an entry made before (whose metadata is already set).
+    Link,
+    /// Nothing: sockets are not copied (Docker and BuildKit skip them too).
+    Nothing,
+}
+
+/// Makes at `t` — which does not exist, under a parent that is a real directory — a non-directory
+/// like `src` (`meta` is its `lstat`): a regular file with `src`'s content, a symlink with its
+/// target, a device node or fifo. A regular file with more links whose inode `inodes` has seen
+/// becomes a hard link to the first one made. Errors name `action` and, of `paths`, the source
+/// path for reading `src` and the destination path for writing `t`.
+pub(crate) fn make_like(
+    action: &'static str,
+    (src_path, dest_path): (&str, &str),
+    src: &Path,
+    meta: &Metadata,
+    t: &Path,
+    inodes: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<Made, FileOpError> {
+    let write_err = |op, err| FileOpError::io(action, dest_path, op, t, err);
+    let read_err = |op, err| FileOpError::io(action, src_path, op, src, err);
+    let ft = meta.file_type();
+    if ft.is_file() {
+        if meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = inodes.get(&key) {
+                std::fs::hard_link(first, t).map_err(|err| write_err("link", err))?;
+                return Ok(Made::Link);
+            }
+            inodes.insert(key, t.to_path_buf());
+        }
+        let mut from = std::fs::File::open(src).map_err(|err| read_err("open", err))?;
+        // create_new: O_EXCL never follows a symlink planted at the target.
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(t)
+            .map_err(|err| write_err("create", err))?;
+        std::io::copy(&mut from, &mut to).map_err(|err| write_err("write", err))?;
+    } else if ft.is_symlink() {
+        let link = std::fs::read_link(src).map_err(|err| read_err("readlink", err))?;
+        std::os::unix::fs::symlink(&link, t).map_err(|err| write_err("symlink", err))?;
+    } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+        fsmeta::mknod_like(t, meta).map_err(|err| write_err("mknod", err))?;
+    } else {
+        tracing::warn!(path = %src.display(), action, "skipping socket");
+        return Ok(Made::Nothing);
+    }
+    Ok(Made::Entry)
+}
+
+/// What replaces the source's own metadata in [`set_meta`] (a copy's owner, mode and timestamp).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Overrides {
+    /// (uid, gid).
+    pub owner: Option<(u32, u32)>,
+    /// Permission bits.
+    pub mode: Option<u32>,
+    /// Access and modification time, Unix nanoseconds.
+    pub timestamp: Option<i64>,
+}
+
+/// Sets on `t` (not followed) the owner, the mode (unless it is a symlink) and the access and
+/// modification times of `src` (`meta` is its `lstat`), or their `overrides`, and the extended
+/// attributes of `src` that `keep_xattr` accepts.
+pub(crate) fn set_meta(
+    action: &'static str,
+    dest_path: &str,
+    (src, meta): (&Path, &Metadata),
+    t: &Path,
+    overrides: Overrides,
+    keep_xattr: &dyn Fn(&str) -> bool,
+) -> Result<(), FileOpError> {
+    let io = |op, err| FileOpError::io(action, dest_path, op, t, err);
+    let (uid, gid) = overrides.owner.unwrap_or((meta.uid(), meta.gid()));
+    fsmeta::lchown(t, uid, gid).map_err(|err| io("chown", err))?;
+    if !meta.file_type().is_symlink() {
+        let mode = overrides.mode.unwrap_or(meta.mode());
+        fsmeta::chmod(t, mode).map_err(|err| io("chmod", err))?;
+    }
+    fsmeta::copy_xattrs_where(src, t, keep_xattr);
+    let (atime, mtime) = match overrides.timestamp {
+        Some(ts) => (ts, ts),
+        None => fsmeta::times_of(meta),
+    };
+    fsmeta::set_times(t, atime, mtime).map_err(|err| io("utimes", err))
 }

@@ -51,10 +51,10 @@ pub(crate) fn times_of(meta: &std::fs::Metadata) -> (i64, i64) {
     )
 }
 
-/// Copies the extended attributes of `src` to `dst` (neither followed). Attributes the kernel or
-/// filesystem refuses (e.g. `security.*` without privilege, or no xattr support) are skipped with
-/// a debug event, as BuildKit does.
-pub(crate) fn copy_xattrs(src: &Path, dst: &Path) {
+/// Copies the extended attributes of `src` whose names `keep` accepts to `dst` (neither followed).
+/// Attributes the kernel or filesystem refuses (e.g. `security.*` without privilege, or no xattr
+/// support) are skipped with a debug event, as BuildKit does.
+pub(crate) fn copy_xattrs_where(src: &Path, dst: &Path, keep: &dyn Fn(&str) -> bool) {
     let size = match rustix::fs::llistxattr_query(src) {
         Ok(0) | Err(_) => return,
         Ok(n) => n,
@@ -67,6 +67,9 @@ pub(crate) fn copy_xattrs(src: &Path, dst: &Path) {
         let Ok(name) = std::str::from_utf8(name) else {
             continue;
         };
+        if !keep(name) {
+            continue;
+        }
         let len = match rustix::fs::lgetxattr_query(src, name) {
             Ok(l) => l,
             Err(_) => continue,

@@ -1,7 +1,8 @@
 //! oxkit's file op: applies LLB file actions (copy, mkdir, mkfile, rm, symlink) to directory trees
 //! the worker has already mounted, resolving every path inside its root so that no symlink or `..`
 //! in an image or a source makes an action read or write outside it. Also computes the content
-//! checksum of what a copy reads, for content-based cache keys.
+//! checksum of what a copy reads, for content-based cache keys, and replays a snapshot's own
+//! changes (its overlay upper directory) onto a tree, for the merge op.
 
 mod action;
 mod checksum;
@@ -10,6 +11,7 @@ mod error;
 mod fsmeta;
 mod pattern;
 mod resolve;
+mod upper;
 mod user;
 
 pub use action::{apply, owner_inputs, FileOpPlan, PlannedAction};
@@ -17,6 +19,7 @@ pub use checksum::{content_checksum, ChecksumOptions};
 pub use error::FileOpError;
 pub use pattern::{glob_match, ExcludeMatcher, IncludeMatcher};
 pub use resolve::{resolve_in_root, resolve_parent_in_root};
+pub use upper::apply_upper;
 pub use user::{resolve_owner, EtcFiles, UserLookup};
 
 #[cfg(test)]

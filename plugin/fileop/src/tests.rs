@@ -8,7 +8,7 @@ use oxkit_llb::op::{
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     if rustix::process::geteuid().is_root() {
         return true;
     }

@@ -120,6 +120,16 @@ pub enum LlbError {
         source: SourceError,
     },
 
+    /// The builder's [`ImageMetaResolver`](crate::ImageMetaResolver) could not give an image's
+    /// config, or gave one that does not parse.
+    #[error("image {reference}: resolving its config failed: {reason}")]
+    ImageConfig {
+        /// The image reference.
+        reference: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// Metadata of an op is unsupported or names no op.
     #[error("metadata for '{digest}': {problem}")]
     Metadata {

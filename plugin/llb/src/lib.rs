@@ -22,8 +22,9 @@ pub mod pb {
 
 pub use builder::{
     git, git_with, http, http_with, image, image_with, local, local_with, merge, mkdir, mkfile, rm,
-    scratch, symlink, CopyOptions, ExecState, FileActions, GitOptions, HttpOptions, ImageOptions,
-    LocalOptions, MkdirOptions, MkfileOptions, MountSpec, Owner, RmOptions, Run, State,
+    scratch, symlink, CopyOptions, ExecState, FileActions, GitOptions, HttpOptions,
+    ImageMetaResolver, ImageOptions, ImageRunConfig, LocalOptions, MkdirOptions, MkfileOptions,
+    MountSpec, Owner, ResolvedImageConfig, RmOptions, Run, State,
 };
 pub use digest::Digest;
 pub use dump::dump_llb;

@@ -422,6 +422,24 @@ impl Platform {
             ..Default::default()
         }
     }
+
+    /// This platform with an empty OS or architecture taken from [`Platform::host`]: what an
+    /// image's manifest is picked from an index by.
+    pub fn or_host(&self) -> Platform {
+        let host = Platform::host();
+        let or = |mine: &str, host: String| {
+            if mine.is_empty() {
+                host
+            } else {
+                mine.to_string()
+            }
+        };
+        Platform {
+            os: or(&self.os, host.os),
+            architecture: or(&self.architecture, host.architecture),
+            ..self.clone()
+        }
+    }
 }
 
 /// Per-vertex metadata: not part of the digest.

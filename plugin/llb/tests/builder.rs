@@ -561,3 +561,117 @@ fn dump_llb_prints_one_json_object_per_op() {
     );
     assert_eq!(v[2]["OpMetadata"]["caps"]["platform"], true);
 }
+
+/// A resolver that answers from a table and records what it was asked.
+struct FakeResolver {
+    config: &'static str,
+    asked: std::sync::Mutex<Vec<(String, Option<Platform>)>>,
+}
+
+impl oxkit_llb::ImageMetaResolver for FakeResolver {
+    fn resolve_image_config(
+        &self,
+        reference: &str,
+        platform: Option<&Platform>,
+    ) -> Result<oxkit_llb::ResolvedImageConfig, Box<dyn std::error::Error + Send + Sync>> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push((reference.to_string(), platform.cloned()));
+        if reference.contains("missing") {
+            return Err("no such image in the store".into());
+        }
+        Ok(oxkit_llb::ResolvedImageConfig {
+            digest: format!("sha256:{}", "d".repeat(64)),
+            config: self.config.as_bytes().to_vec(),
+        })
+    }
+}
+
+fn resolved(reference: &str, resolver: &std::sync::Arc<FakeResolver>) -> State {
+    image_with(
+        reference,
+        ImageOptions {
+            platform: Some(amd64()),
+            meta_resolver: Some(resolver.clone()),
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn a_resolved_image_config_gives_later_steps_its_env_dir_and_user() {
+    let resolver = std::sync::Arc::new(FakeResolver {
+        config: r#"{"architecture":"amd64","os":"linux","config":{
+            "Env":["PATH=/custom/bin:/bin","FOO=bar"],"WorkingDir":"/app","User":"nobody",
+            "Entrypoint":["/entry"],"Cmd":["serve"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+        asked: Default::default(),
+    });
+    let base = resolved("busybox", &resolver);
+    assert_eq!(
+        *resolver.asked.lock().unwrap(),
+        [(
+            "docker.io/library/busybox:latest".to_string(),
+            Some(amd64())
+        )]
+    );
+    let config = base.image_config().expect("resolved");
+    assert_eq!(
+        (config.entrypoint.as_slice(), config.cmd.as_slice()),
+        (&["/entry".to_string()][..], &["serve".to_string()][..])
+    );
+    assert_eq!(
+        base.image_digest_and_config().map(|r| r.digest.len()),
+        Some(71)
+    );
+    let g = graph(&base.sh("true").root());
+    let [img, run] = g.vertices() else { panic!() };
+    let Op::Source(s) = &img.op else { panic!() };
+    assert_eq!(
+        s.identifier, "docker-image://docker.io/library/busybox:latest",
+        "the reference is not pinned"
+    );
+    let Op::Exec(e) = &run.op else { panic!() };
+    assert_eq!(e.meta.env, ["PATH=/custom/bin:/bin", "FOO=bar"]);
+    assert_eq!(e.meta.cwd, "/app");
+    assert_eq!(e.meta.user, "nobody");
+
+    // A step's own settings still win, and an unresolved image has no config.
+    let g = graph(
+        &resolved("busybox", &resolver)
+            .env("FOO", "mine")
+            .dir("sub")
+            .sh("true")
+            .root(),
+    );
+    let Op::Exec(e) = &g.vertices()[1].op else {
+        panic!()
+    };
+    assert_eq!(e.meta.env, ["PATH=/custom/bin:/bin", "FOO=mine"]);
+    assert_eq!(e.meta.cwd, "/app/sub");
+    assert!(busybox().image_config().is_none());
+}
+
+#[test]
+fn an_image_config_that_cannot_be_resolved_fails_at_marshal() {
+    let resolver = std::sync::Arc::new(FakeResolver {
+        config: "not json",
+        asked: Default::default(),
+    });
+    for (reference, needle) in [
+        ("missing", "no such image in the store"),
+        ("busybox", "config is not valid"),
+    ] {
+        let st = resolved(reference, &resolver).sh("true").root();
+        let err = st.marshal().unwrap_err();
+        assert!(
+            matches!(&err, oxkit_llb::LlbError::ImageConfig { .. }),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(needle) && text.contains(&format!("library/{reference}")),
+            "{text}"
+        );
+    }
+}

@@ -40,7 +40,7 @@
 //! let solver = Solver::new(Arc::new(MemoryCacheStore::new()), Arc::new(Loader), SolverConfig::default());
 //! let hello = Arc::new(Vertex::new("sha256:1234", "echo hello", Arc::new(Echo("hello".into()))));
 //! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-//! let options = SolveOptions { no_cache: false, progress: Some(tx) };
+//! let options = SolveOptions { progress: Some(tx), ..Default::default() };
 //! let output = solver.solve(&Edge::new(hello, 0), options).await.unwrap();
 //! assert_eq!(output.id(), "hello");
 //! assert_eq!(rx.recv().await.unwrap().kind, EventKind::Started);
@@ -60,7 +60,7 @@ pub use async_trait::async_trait;
 pub use cache::{CacheRecord, CacheStore, MemoryCacheStore, RedbCacheStore};
 pub use cachekey::CacheKey;
 pub use error::{CacheError, OpError, SolveError};
-pub use op::{CacheMap, InputKey, Op, OpContext, Output, OutputRef, ResultLoader};
+pub use op::{Attachment, CacheMap, InputKey, Op, OpContext, Output, OutputRef, ResultLoader};
 pub use progress::{Event, EventKind, Stream};
 pub use solver::{SolveOptions, Solver, SolverConfig};
 pub use vertex::{Edge, Vertex, VertexInfo};

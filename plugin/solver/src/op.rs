@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -109,16 +109,78 @@ pub trait ResultLoader: Send + Sync {
     async fn load(&self, id: &str) -> Result<Option<OutputRef>, OpError>;
 }
 
-/// What an op gets while it runs: who it is and where its log goes.
+/// What the client of a solve lends the ops it runs (the daemon puts its client session here),
+/// opaque to the solver: ops get it back, typed, from [`OpContext::sessions`].
+#[derive(Clone)]
+pub struct Attachment(Arc<dyn Any + Send + Sync>);
+
+impl Attachment {
+    /// Wraps `value`; ops ask for it by its type `T`.
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Attachment(Arc::new(value))
+    }
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Attachment(..)")
+    }
+}
+
+/// The attachments of the solves waiting on one vertex, in the order they joined.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    attached: Mutex<Vec<Attachment>>,
+}
+
+impl Sessions {
+    pub(crate) fn single(session: Option<&Attachment>) -> Self {
+        let sessions = Sessions::default();
+        sessions.add(session);
+        sessions
+    }
+
+    /// Adds a joining solve's attachment (once).
+    pub(crate) fn add(&self, session: Option<&Attachment>) {
+        let Some(session) = session else { return };
+        let mut attached = self.attached.lock().unwrap_or_else(|e| e.into_inner());
+        if !attached.iter().any(|a| Arc::ptr_eq(&a.0, &session.0)) {
+            attached.push(session.clone());
+        }
+    }
+}
+
+/// What an op gets while it runs: who it is, where its log goes, and what its solves' clients
+/// lend it.
 #[derive(Clone)]
 pub struct OpContext {
     vertex: VertexInfo,
     progress: Arc<Fanout>,
+    sessions: Arc<Sessions>,
 }
 
 impl OpContext {
-    pub(crate) fn new(vertex: VertexInfo, progress: Arc<Fanout>) -> Self {
-        OpContext { vertex, progress }
+    pub(crate) fn new(vertex: VertexInfo, progress: Arc<Fanout>, sessions: Arc<Sessions>) -> Self {
+        OpContext {
+            vertex,
+            progress,
+            sessions,
+        }
+    }
+
+    /// The [`Attachment`]s of type `T` of the solves waiting on this vertex, first joined
+    /// first: one execution may serve several solves, and any of their clients may still be
+    /// there when the op asks.
+    pub fn sessions<T: Any + Clone>(&self) -> Vec<T> {
+        let attached = self
+            .sessions
+            .attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        attached
+            .iter()
+            .filter_map(|a| a.0.downcast_ref::<T>().cloned())
+            .collect()
     }
 
     /// The vertex being solved.

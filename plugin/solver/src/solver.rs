@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use crate::cache::{CacheRecord, CacheStore};
 use crate::cachekey::{CacheKey, KeyPart};
 use crate::error::SolveError;
-use crate::op::{InputKey, OpContext, OutputRef, ResultLoader};
+use crate::op::{Attachment, InputKey, OpContext, OutputRef, ResultLoader, Sessions};
 use crate::progress::{Event, EventKind, Fanout};
 use crate::vertex::{Edge, Vertex};
 
@@ -52,6 +52,8 @@ pub struct SolveOptions {
     pub no_cache: bool,
     /// Where this solve's progress events go, if anywhere.
     pub progress: Option<UnboundedSender<Event>>,
+    /// What the solve's client lends its ops (see [`OpContext::sessions`]), if anything.
+    pub session: Option<Attachment>,
 }
 
 /// Runs build graphs. Cheap to clone; clones share the cache, the in-flight executions and the
@@ -98,6 +100,7 @@ struct InFlight {
     generation: u64,
     future: WeakShared<BoxFuture<'static, ResolveResult>>,
     progress: Arc<Fanout>,
+    sessions: Arc<Sessions>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -134,6 +137,7 @@ impl Solver {
             inner: self.inner.clone(),
             no_cache: options.no_cache,
             progress: options.progress,
+            session: options.session,
             closed: AtomicBool::new(false),
             keys: Mutex::new(HashMap::new()),
             results: Mutex::new(HashMap::new()),
@@ -154,6 +158,7 @@ struct SolveState {
     inner: Arc<Inner>,
     no_cache: bool,
     progress: Option<UnboundedSender<Event>>,
+    session: Option<Attachment>,
     closed: AtomicBool,
     keys: Mutex<HashMap<String, SharedKey>>,
     results: Mutex<HashMap<String, SharedResolve>>,
@@ -203,6 +208,7 @@ impl SolveState {
         let ctx = OpContext::new(
             vertex.info(),
             Arc::new(Fanout::single(self.progress.as_ref(), &vertex.info())),
+            Arc::new(Sessions::single(self.session.as_ref())),
         );
         let map = vertex
             .op
@@ -261,7 +267,8 @@ impl SolveState {
     async fn resolve(self: Arc<Self>, vertex: Arc<Vertex>) -> ResolveResult {
         lock(&self.visited).insert(vertex.digest.clone());
         let key = self.key(&vertex).await?;
-        let (future, progress) = self.join_inflight(&vertex, key);
+        let (future, progress, sessions) = self.join_inflight(&vertex, key);
+        sessions.add(self.session.as_ref());
         if let Some(tx) = &self.progress {
             progress.subscribe(tx.clone(), vertex.info());
         }
@@ -273,20 +280,27 @@ impl SolveState {
         self: &Arc<Self>,
         vertex: &Arc<Vertex>,
         key: Arc<KeyInfo>,
-    ) -> (SharedResolve, Arc<Fanout>) {
+    ) -> (SharedResolve, Arc<Fanout>, Arc<Sessions>) {
         let inner = &self.inner;
         let slot = (key.key.clone(), key.forced);
         let mut inflight = lock(&inner.inflight);
         if let Some(entry) = inflight.get(&slot) {
             if let Some(future) = entry.future.upgrade() {
-                return (future, entry.progress.clone());
+                return (future, entry.progress.clone(), entry.sessions.clone());
             }
         }
         let generation = inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let progress = Arc::new(Fanout::default());
+        let sessions = Arc::new(Sessions::default());
         let future = self
             .clone()
-            .run_vertex(vertex.clone(), key, generation, progress.clone())
+            .run_vertex(
+                vertex.clone(),
+                key,
+                generation,
+                progress.clone(),
+                sessions.clone(),
+            )
             .boxed()
             .shared();
         if let Some(weak) = future.downgrade() {
@@ -296,10 +310,11 @@ impl SolveState {
                     generation,
                     future: weak,
                     progress: progress.clone(),
+                    sessions: sessions.clone(),
                 },
             );
         }
-        (future, progress)
+        (future, progress, sessions)
     }
 
     /// Looks `key` up, and on a miss resolves the inputs, executes the op and records the result.
@@ -309,6 +324,7 @@ impl SolveState {
         key: Arc<KeyInfo>,
         generation: u64,
         progress: Arc<Fanout>,
+        sessions: Arc<Sessions>,
     ) -> ResolveResult {
         let inner = self.inner.clone();
         let _deregister = Deregister {
@@ -332,7 +348,7 @@ impl SolveState {
 
         let op = vertex.op.clone();
         let slots = inner.exec_slots.clone();
-        let ctx = OpContext::new(vertex.info(), progress.clone());
+        let ctx = OpContext::new(vertex.info(), progress.clone(), sessions);
         let started = Arc::new(AtomicBool::new(false));
         let started_in_task = started.clone();
         // A task of its own, so ops run on all threads; aborted when no solve awaits it anymore.

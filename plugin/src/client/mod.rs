@@ -1,22 +1,33 @@
 //! The build API's client side, for `oxctl`: connecting to oxkitd, solving, showing progress,
-//! and writing what the `oci` and `local` exporters stream back. The wire types stay here;
-//! callers see [`SolveOptions`], [`Progress`], [`DaemonInfo`], [`Destination`] and
-//! [`ExportSink`].
+//! writing what the `oci` and `local` exporters stream back, and serving the build's client
+//! session (secrets), and image configs from the daemon's store for build descriptions
+//! ([`BlockingImageResolver`]). The wire types stay here; callers see [`SolveOptions`], [`Progress`],
+//! [`DaemonInfo`], [`Destination`], [`ExportSink`] and [`SessionProvider`].
 
 mod export;
 mod progress;
+mod resolve;
+mod session;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::{self, control_client::ControlClient};
 
 pub use export::{Destination, ExportSink};
 pub use progress::{ProgressMode, ProgressPrinter};
+pub use resolve::BlockingImageResolver;
+pub use session::{
+    ClientSession, NoProvider, Offers, ProvideError, SecretSource, SecretSpec, Secrets,
+    SessionProvider,
+};
 
 /// The daemon's default build API socket.
 pub const DEFAULT_ADDRESS: &str = "unix:///run/oxkit/oxkitd.sock";
@@ -57,9 +68,27 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// A `--secret` is malformed, or its value cannot be read.
+    #[error("secret {spec}: {reason}")]
+    Secret {
+        /// The secret's spec or id.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No random session id could be made.
+    #[error("cannot make a session id from /dev/urandom: {0}")]
+    SessionId(#[source] std::io::Error),
     /// The daemon sent export data for a build that asked for none.
     #[error("the daemon sent export data, but this build has no destination for it")]
     UnexpectedExport,
+    /// A blocking client's own async runtime could not be started.
+    #[error("failed to start the client's async runtime: {source}")]
+    Runtime {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The daemon answered with an error (a failed build, a bad definition, …).
     #[error("{message}")]
     Daemon {
@@ -91,6 +120,8 @@ pub struct SolveOptions {
     pub exporter_attrs: BTreeMap<String, String>,
     /// Re-run every step.
     pub no_cache: bool,
+    /// The client session serving the build (see [`BuildClient::open_session`]), or empty.
+    pub session_id: String,
 }
 
 /// Vertex states as the daemon reports them.
@@ -197,6 +228,32 @@ impl BuildClient {
         })
     }
 
+    /// Opens a client session serving `provider`, for builds to name in
+    /// [`SolveOptions::session_id`]; it is served until the returned session is dropped.
+    pub async fn open_session(
+        &mut self,
+        provider: Arc<dyn SessionProvider>,
+    ) -> Result<ClientSession, ClientError> {
+        ClientSession::open(&mut self.inner, provider).await
+    }
+
+    /// Starts a build with a client session serving `provider`: opens the session, then
+    /// solves as [`solve`](Self::solve) does; the session closes when the stream ends or is
+    /// dropped.
+    pub async fn solve_with_session(
+        &mut self,
+        mut options: SolveOptions,
+        provider: Arc<dyn SessionProvider>,
+    ) -> Result<impl Stream<Item = Result<Progress, ClientError>>, ClientError> {
+        let session = self.open_session(provider).await?;
+        options.session_id = session.id().to_string();
+        let events = self.solve(options).await?;
+        Ok(WithSession {
+            events: Box::pin(events),
+            session: Some(session),
+        })
+    }
+
     /// Starts a build; the stream yields its progress, then the export stream for `oci` and
     /// `local` ([`Progress::Export`]), and ends with [`Progress::Result`], or an error carrying
     /// the build's failure.
@@ -209,6 +266,7 @@ impl BuildClient {
             exporter: options.exporter,
             exporter_attrs: options.exporter_attrs.into_iter().collect(),
             no_cache: options.no_cache,
+            session_id: options.session_id,
         };
         let stream = self.inner.solve(request).await?.into_inner();
         Ok(stream.filter_map(|event| match event {
@@ -250,6 +308,26 @@ impl BuildClient {
             namespace: r.namespace,
             snapshotter: r.snapshotter,
         })
+    }
+}
+
+type Events = Pin<Box<dyn Stream<Item = Result<Progress, ClientError>> + Send>>;
+
+/// A build's events, holding its session open until they end.
+struct WithSession {
+    events: Events,
+    session: Option<ClientSession>,
+}
+
+impl Stream for WithSession {
+    type Item = Result<Progress, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.events.as_mut().poll_next(cx);
+        if let Poll::Ready(None) = next {
+            self.session = None;
+        }
+        next
     }
 }
 

@@ -1,17 +1,22 @@
 //! The build API's server side: `Solve` turns an LLB definition into a solver graph over the
 //! worker's ops, streams the solve's progress, and exports the result — into containerd's image
 //! store, or streamed back for the client to write (an OCI archive, the result's files); `Info`
-//! says what the daemon builds with. The containerd connection is made at the first build
+//! says what the daemon builds with; `ResolveImageConfig` reads an image's config from the
+//! store; `Session` holds a client's session open for its builds
+//! (see [`session`]). The containerd connection is made at the first build
 //! (containerd may start after oxkitd, as it should) and kept.
 
 mod base;
 mod cache;
 mod export;
+mod resolve;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oxkit_containerd::{Client, LeaseOptions, LinuxMounter, Mounter};
 use oxkit_exporter::{
@@ -19,8 +24,10 @@ use oxkit_exporter::{
     OciExportOptions,
 };
 use oxkit_llb::Definition;
-use oxkit_solver::{Event, EventKind, RedbCacheStore, SolveOptions, Solver, SolverConfig};
-use oxkit_worker::{SnapshotRef, Worker, WorkerOptions};
+use oxkit_solver::{
+    Attachment, Event, EventKind, RedbCacheStore, SolveOptions, Solver, SolverConfig,
+};
+use oxkit_worker::{SessionRef, SnapshotRef, Worker, WorkerOptions};
 use tokio::sync::{mpsc, OnceCell};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -28,6 +35,7 @@ use tonic::{Request, Response, Status};
 use crate::proto::{self, control_server::Control};
 
 pub use crate::proto::control_server::ControlServer;
+pub use session::{SessionHandle, SessionRegistry};
 
 /// The lease that holds every build result (snapshots, blobs) between builds; prune releases it.
 const CACHE_LEASE: &str = "oxkit-build-cache";
@@ -58,10 +66,32 @@ struct Backend {
     builds: tokio::sync::RwLock<()>,
 }
 
+/// Stops a [`ControlService`]'s background work; see [`ControlService::stopper`].
+pub struct Stopper {
+    backend: Arc<OnceCell<Arc<Backend>>>,
+}
+
+impl Stopper {
+    /// Stops what the worker keeps running between steps, if a build ever connected it; gives
+    /// up after a few seconds (containerd may be gone already).
+    pub async fn stop(self) {
+        if let Some(backend) = self.backend.get() {
+            let stopped =
+                tokio::time::timeout(Duration::from_secs(5), backend.worker.shutdown()).await;
+            if stopped.is_err() {
+                tracing::warn!(
+                    "containerd did not answer; the shared runc shim may be left running"
+                );
+            }
+        }
+    }
+}
+
 /// The `Control` gRPC service.
 pub struct ControlService {
     config: BuildConfig,
-    backend: OnceCell<Arc<Backend>>,
+    backend: Arc<OnceCell<Arc<Backend>>>,
+    sessions: SessionRegistry,
 }
 
 impl ControlService {
@@ -69,7 +99,21 @@ impl ControlService {
     pub fn new(config: BuildConfig) -> Self {
         ControlService {
             config,
-            backend: OnceCell::new(),
+            backend: Arc::new(OnceCell::new()),
+            sessions: SessionRegistry::new(),
+        }
+    }
+
+    /// The open client sessions (shared with the service).
+    pub fn sessions(&self) -> SessionRegistry {
+        self.sessions.clone()
+    }
+
+    /// What stops the service's background work (the worker's shared shim) once serving is
+    /// over; take it before [`ControlService::into_server`].
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            backend: self.backend.clone(),
         }
     }
 
@@ -179,6 +223,7 @@ type SolveStream =
 #[tonic::async_trait]
 impl Control for ControlService {
     type SolveStream = SolveStream;
+    type SessionStream = session::RequestStream;
 
     async fn solve(
         &self,
@@ -197,11 +242,24 @@ impl Control for ControlService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?
             .ok_or_else(|| Status::invalid_argument("the build definition has no result"))?;
         let base = base::base_image(&graph);
+        let session = match r.session_id.as_str() {
+            "" => None,
+            id => Some(
+                self.sessions
+                    .wait(id, session::ATTACH_TIMEOUT)
+                    .await
+                    .map_err(|e| session::status(&e))?,
+            ),
+        };
         let (tx, rx) = mpsc::channel(256);
-        let no_cache = r.no_cache;
+        let options = SolveOptions {
+            no_cache: r.no_cache,
+            session: session.map(|h| Attachment::new(Arc::new(h) as SessionRef)),
+            progress: None,
+        };
         let root = self.config.root.clone();
         tokio::spawn(async move {
-            let result = build(&backend, &edge, no_cache, export, base, &root, &tx).await;
+            let result = build(&backend, &edge, options, export, base, &root, &tx).await;
             let event = match result {
                 Ok(response) => Ok(proto::SolveEvent {
                     event: Some(proto::solve_event::Event::Result(proto::SolveResult {
@@ -213,6 +271,14 @@ impl Control for ControlService {
             let _ = tx.send(event).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn session(
+        &self,
+        request: Request<tonic::Streaming<proto::SessionClientMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let requests = self.sessions.serve(request.into_inner()).await?;
+        Ok(Response::new(requests))
     }
 
     async fn disk_usage(
@@ -245,6 +311,16 @@ impl Control for ControlService {
         Ok(Response::new(proto::PruneResponse { records, reclaimed }))
     }
 
+    async fn resolve_image_config(
+        &self,
+        request: Request<proto::ResolveImageConfigRequest>,
+    ) -> Result<Response<proto::ResolveImageConfigResponse>, Status> {
+        let backend = self.backend().await?;
+        resolve::resolve_image_config(&backend.worker, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn info(
         &self,
         _: Request<proto::InfoRequest>,
@@ -260,13 +336,14 @@ impl Control for ControlService {
 
 type Events = mpsc::Sender<Result<proto::SolveEvent, Status>>;
 
-/// Solves `edge`, forwarding progress to `tx`, then exports; returns the exporter's response.
+/// Solves `edge` with `solve_options` (its progress forwarded to `tx`), then exports; returns the
+/// exporter's response.
 async fn build(
     backend: &Backend,
     edge: &oxkit_solver::Edge,
-    no_cache: bool,
+    solve_options: SolveOptions,
     export: Export,
-    base: Option<String>,
+    base: Option<(String, oxkit_llb::op::Platform)>,
     root: &std::path::Path,
     tx: &Events,
 ) -> Result<BTreeMap<String, String>, Status> {
@@ -286,8 +363,8 @@ async fn build(
         .solve(
             edge,
             SolveOptions {
-                no_cache,
                 progress: Some(ptx),
+                ..solve_options
             },
         )
         .await;
@@ -321,7 +398,7 @@ async fn build(
         Export::Oci(options) => {
             let base = load_base(client, base).await?;
             let built = ImageExporter::new(client.clone(), scratch)
-                .build_image(&top, base.as_ref(), options.compression)
+                .build_image(&top, base.as_ref(), options.compression, &options.config)
                 .await
                 .map_err(export_failed)?;
             let archive = OciArchive::new(&built, &options.names);
@@ -347,12 +424,17 @@ async fn build(
     Ok(response)
 }
 
-async fn load_base(client: &Client, base: Option<String>) -> Result<Option<BaseImage>, Status> {
+async fn load_base(
+    client: &Client,
+    base: Option<(String, oxkit_llb::op::Platform)>,
+) -> Result<Option<BaseImage>, Status> {
     match base {
-        Some(name) => BaseImage::load(client, &name)
-            .await
-            .map(Some)
-            .map_err(|e| Status::failed_precondition(e.to_string())),
+        Some((name, platform)) => {
+            BaseImage::load(client, &name, &platform.os, &platform.architecture)
+                .await
+                .map(Some)
+                .map_err(|e| Status::failed_precondition(e.to_string()))
+        }
         None => Ok(None),
     }
 }

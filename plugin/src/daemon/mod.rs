@@ -30,6 +30,7 @@ pub async fn run(
         namespace: config.namespace.clone(),
         max_parallelism: config.max_parallelism,
     });
+    let stopper = build.stopper();
     let listener =
         oxkit_snapshotter::socket::bind(&config.address).map_err(|source| DaemonError::Listen {
             address: config.address.clone(),
@@ -53,6 +54,7 @@ pub async fn run(
         let _ = stop_tx.send(true);
     };
     let (built, snapped, ()) = tokio::join!(build_server, snapshotter, signal);
+    stopper.stop().await;
     if let Err(e) = std::fs::remove_file(&config.address) {
         tracing::warn!(address = %config.address.display(), error = %e, "failed to remove socket");
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use oxkit_containerd::{
     Labels, Mount as CdMount, Mounter, Network, NewContainer, SpecBuilder, SpecMount, StdioPipes,
+    RUNC_GROUP_ANNOTATION,
 };
 use oxkit_llb::op::{CacheSharing, ExecOp as LlbExecOp, Mount, MountKind, NetMode};
 use oxkit_solver::{CacheMap, Op, OpContext, OpError, OutputRef, Stream};
@@ -18,7 +19,7 @@ use crate::error::{Context as _, WorkerError};
 use crate::names::unique;
 use crate::tail::{LogWriter, Tail};
 use crate::user::{is_numeric, parse_group, parse_passwd, resolve_user, ResolvedUser};
-use crate::worker::{SnapshotRef, Worker};
+use crate::worker::{snapshot_inputs, SnapshotRef, Worker};
 
 /// The digest of an exec op's semantic fields — what its cache key is made of:
 /// args, env, cwd, user, network (`host` and the default sandbox are the same here), hostname,
@@ -395,7 +396,9 @@ fn read_user_db(root: &Path) -> (String, String) {
 }
 
 impl ExecOp {
-    async fn resolve_user(&self, rootfs: &[CdMount]) -> Result<ResolvedUser, WorkerError> {
+    /// The step's user and groups; reads `/etc/passwd` and `/etc/group` under `root` (the
+    /// mounted root file system) when the user is not `uid:gid`.
+    async fn resolve_user(&self, root: &Path) -> Result<ResolvedUser, WorkerError> {
         let spec = self.op.meta.user.clone();
         let fail = |reason: String| WorkerError::User {
             user: spec.clone(),
@@ -408,14 +411,10 @@ impl ExecOp {
         // groups from them.
         let ids_only = is_numeric(&spec) && spec.split(':').filter(|p| !p.is_empty()).count() == 2;
         let (passwd, group) = if !ids_only {
-            let mounter = self.worker.mounter();
-            let mounts = rootfs.to_vec();
-            tokio::task::spawn_blocking(move || {
-                oxkit_containerd::with_temp_mount(&*mounter, &mounts, read_user_db)
-            })
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .map_err(|e| fail(format!("could not mount the root file system: {e}")))?
+            let root = root.to_owned();
+            tokio::task::spawn_blocking(move || read_user_db(&root))
+                .await
+                .map_err(|e| fail(e.to_string()))?
         } else {
             Default::default()
         };
@@ -539,7 +538,12 @@ impl ExecOp {
                 )
             })?;
         held.snapshots.push((root_key.clone(), root.output));
-        let user = self.resolve_user(&rootfs).await?;
+        // Mounted here rather than by the shim: the step is over when its process has exited
+        // and this mount is gone, without waiting for containerd to delete the task (see
+        // `Tasks::run_to_exit`).
+        let root_dir = mount_at(&self.worker, &root_key, rootfs).await?;
+        held.mounted.push(root_dir.clone());
+        let user = self.resolve_user(&root_dir).await?;
 
         let mut env = meta.env.clone();
         if let Some(proxy) = &meta.proxy_env {
@@ -556,6 +560,7 @@ impl ExecOp {
             }
         }
         let mut spec = SpecBuilder::new(meta.args.clone())
+            .root_path(root_dir.display().to_string())
             .env(env)
             .cwd(if meta.cwd.is_empty() { "/" } else { &meta.cwd })
             .user(user.uid, user.gid)
@@ -566,6 +571,11 @@ impl ExecOp {
             });
         if !meta.hostname.is_empty() {
             spec = spec.hostname(meta.hostname.clone());
+        }
+        // Held until the task is gone: the shared shim outlives it.
+        let shim_group = self.worker.shims().join().await;
+        if let Some(group) = shim_group.group() {
+            spec = spec.annotation(RUNC_GROUP_ANNOTATION, group);
         }
         // Parents before children, so that a mount inside another one lands on top of it.
         let mut mounts: Vec<&Mount> = self.op.mounts.iter().filter(|m| m.dest != "/").collect();
@@ -631,15 +641,19 @@ impl ExecOp {
             writer(Stream::Stderr),
         )
         .doing(|| "open the step's output pipes".to_owned())?;
-        let container = NewContainer::new(&id, spec.build(), &root_key);
+        // No snapshot key: the root is mounted above, and the lease keeps the snapshot.
+        let container = NewContainer::new(&id, spec.build(), "");
         held.container = Some(id.clone());
-        let status = self
+        let (status, exited) = self
             .worker
             .client()
             .tasks()
-            .run(&container, &rootfs, &pipes.task_io())
+            .run_to_exit(&container, &[], &pipes.task_io())
             .await
             .doing(|| format!("run {:?}", meta.args))?;
+        // Deleting the task closes its output pipes; the rest of containerd's clean-up (and the
+        // container's deletion) need not hold up the build.
+        self.worker.shims().finish(exited, shim_group);
         pipes
             .finish()
             .await
@@ -675,18 +689,7 @@ impl Op for ExecOp {
         inputs: Vec<OutputRef>,
     ) -> Result<Vec<OutputRef>, OpError> {
         self.check()?;
-        let inputs = inputs
-            .iter()
-            .enumerate()
-            .map(|(index, o)| {
-                SnapshotRef::from_output(o)
-                    .cloned()
-                    .ok_or_else(|| WorkerError::ForeignInput {
-                        index,
-                        found: format!("{o:?}"),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let inputs = snapshot_inputs(&inputs)?;
         let mut held = Held::new(self.worker.clone());
         let ran = self.run(ctx, &inputs, &mut held).await;
         let released = held.release(ran.is_ok()).await;

@@ -7,17 +7,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use oxkit_containerd::Labels;
 use oxkit_fileop::{ChecksumOptions, EtcFiles, FileOpPlan};
 use oxkit_llb::op::{Chown, FileAction, FileActionKind, FileInput, FileOp as LlbFileOp, UserRef};
 use oxkit_solver::{CacheMap, InputKey, Op, OpContext, OpError, OutputRef};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{Context as _, WorkerError};
-use crate::exec::{mount_at, unmount_all};
-use crate::names::unique;
-use crate::worker::{SnapshotRef, Worker};
+use crate::error::WorkerError;
+use crate::held::Held;
+use crate::worker::{snapshot_inputs, SnapshotRef, Worker};
 
 /// The file op's cache map for a vertex with `num_inputs` inputs: the digest of its semantic
 /// definition (every action with its input references and output index; mkfile data by its
@@ -195,175 +193,6 @@ enum ActionResult {
     Gone,
 }
 
-/// What a running file op holds: mount points, empty dirs, active snapshots and views, and the
-/// snapshots it committed. [`Held::cleanup`] releases them all (removing the committed ones
-/// only on failure); if the op's future is dropped first, the same cleanup is spawned.
-struct Held {
-    worker: Worker,
-    mounted: Vec<PathBuf>,
-    dirs: Vec<PathBuf>,
-    snapshots: Vec<String>,
-    committed: Vec<String>,
-    done: bool,
-}
-
-impl Held {
-    fn new(worker: Worker) -> Self {
-        Self {
-            worker,
-            mounted: Vec::new(),
-            dirs: Vec::new(),
-            snapshots: Vec::new(),
-            committed: Vec::new(),
-            done: false,
-        }
-    }
-
-    /// Prepares (writable) or views `parent` under a new key and mounts it.
-    async fn attach(
-        &mut self,
-        parent: Option<&str>,
-        writable: bool,
-    ) -> Result<(String, PathBuf), WorkerError> {
-        let snapshots = self.worker.client().snapshots();
-        let key = unique("oxkit-file");
-        let mounts = if writable || parent.is_none() {
-            snapshots.prepare(&key, parent, &Labels::new()).await
-        } else {
-            snapshots.view(&key, parent, &Labels::new()).await
-        }
-        .doing(|| format!("prepare a snapshot of {}", parent.unwrap_or("scratch")))?;
-        self.snapshots.push(key.clone());
-        let dir = mount_at(&self.worker, &key, mounts).await?;
-        self.mounted.push(dir.clone());
-        Ok((key, dir))
-    }
-
-    /// Unmounts `dir` (mounted by [`Held::attach`]).
-    async fn detach_mount(&mut self, dir: &PathBuf) -> Result<(), WorkerError> {
-        self.mounted.retain(|d| d != dir);
-        unmount_all(self.worker.mounter(), vec![dir.clone()]).await
-    }
-
-    /// Unmounts `dir` and removes snapshot `key`.
-    async fn detach(&mut self, key: &str, dir: &PathBuf) -> Result<(), WorkerError> {
-        self.detach_mount(dir).await?;
-        self.snapshots.retain(|k| k != key);
-        match self.worker.client().snapshots().remove(key).await {
-            Err(e) if !e.is_not_found() => Err(WorkerError::Containerd {
-                action: format!("remove snapshot {key}"),
-                source: e,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Unmounts `dir` and commits active snapshot `key`; returns the committed name.
-    async fn commit(&mut self, key: &str, dir: &PathBuf) -> Result<String, WorkerError> {
-        self.detach_mount(dir).await?;
-        let name = unique("oxkit-file");
-        self.worker
-            .client()
-            .snapshots()
-            .commit(&name, key, &Labels::new())
-            .await
-            .doing(|| format!("commit the result of a file action ({key})"))?;
-        self.snapshots.retain(|k| k != key);
-        self.committed.push(name.clone());
-        Ok(name)
-    }
-
-    /// An empty directory (a scratch filesystem to read from).
-    fn empty_dir(&mut self) -> Result<PathBuf, WorkerError> {
-        let dir = self.worker.mount_dir(&unique("oxkit-empty"));
-        std::fs::create_dir_all(&dir).map_err(|source| WorkerError::Io {
-            action: "create an empty directory",
-            path: dir.clone(),
-            source,
-        })?;
-        self.dirs.push(dir.clone());
-        Ok(dir)
-    }
-
-    /// Unmounts everything, removes the empty dirs, the active snapshots and views, and, when
-    /// `failed`, the committed snapshots (newest first: children before their parents).
-    async fn cleanup(&mut self, failed: bool) {
-        self.done = true;
-        let mounted = std::mem::take(&mut self.mounted);
-        let dirs = std::mem::take(&mut self.dirs);
-        let committed = std::mem::take(&mut self.committed);
-        let remove = removal_order(
-            std::mem::take(&mut self.snapshots),
-            if failed { committed } else { Vec::new() },
-        );
-        release(self.worker.clone(), mounted, dirs, remove).await;
-    }
-}
-
-/// Active snapshots and views newest first, then committed ones newest first: a snapshot is
-/// removed before its parent (containerd refuses to remove a parent).
-fn removal_order(active: Vec<String>, committed: Vec<String>) -> Vec<String> {
-    active
-        .into_iter()
-        .rev()
-        .chain(committed.into_iter().rev())
-        .collect()
-}
-
-/// Unmounts `mounted`, removes the empty `dirs`, then removes the snapshots `remove` in order.
-async fn release(worker: Worker, mounted: Vec<PathBuf>, dirs: Vec<PathBuf>, remove: Vec<String>) {
-    if let Err(e) = unmount_all(worker.mounter(), mounted).await {
-        tracing::warn!(error = %e, "could not unmount a file op's snapshot");
-    }
-    for d in dirs {
-        let _ = std::fs::remove_dir(d);
-    }
-    let snapshots = worker.client().snapshots();
-    for key in remove {
-        if let Err(e) = snapshots.remove(&key).await {
-            if !e.is_not_found() {
-                tracing::warn!(key, error = %e, "could not remove a file op's snapshot");
-            }
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let worker = self.worker.clone();
-        let mounted = std::mem::take(&mut self.mounted);
-        let dirs = std::mem::take(&mut self.dirs);
-        let remove = removal_order(
-            std::mem::take(&mut self.snapshots),
-            std::mem::take(&mut self.committed),
-        );
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(release(worker, mounted, dirs, remove));
-            }
-            Err(_) => tracing::warn!(?remove, "a cancelled file op's snapshots are left behind"),
-        }
-    }
-}
-
-fn snapshot_inputs(inputs: &[OutputRef]) -> Result<Vec<SnapshotRef>, WorkerError> {
-    inputs
-        .iter()
-        .enumerate()
-        .map(|(index, o)| {
-            SnapshotRef::from_output(o)
-                .cloned()
-                .ok_or_else(|| WorkerError::ForeignInput {
-                    index,
-                    found: format!("{o:?}"),
-                })
-        })
-        .collect()
-}
-
 impl FileOpOp {
     /// Runs every action in plan order; returns the committed outputs by index.
     async fn run(
@@ -513,7 +342,7 @@ impl Op for FileOpOp {
         output: &OutputRef,
     ) -> Result<String, OpError> {
         let snapshot = snapshot_inputs(std::slice::from_ref(output))?.remove(0);
-        let mut held = Held::new(self.worker.clone());
+        let mut held = Held::new(self.worker.clone(), "oxkit-file");
         let result = async {
             let (_, root) = held.attach(Some(snapshot.name()), false).await?;
             let op = self.op.clone();
@@ -528,7 +357,7 @@ impl Op for FileOpOp {
 
     async fn exec(&self, _: &OpContext, inputs: Vec<OutputRef>) -> Result<Vec<OutputRef>, OpError> {
         let inputs = snapshot_inputs(&inputs)?;
-        let mut held = Held::new(self.worker.clone());
+        let mut held = Held::new(self.worker.clone(), "oxkit-file");
         let ran = self.run(&inputs, &mut held).await;
         held.cleanup(ran.is_err()).await;
         Ok(ran?
@@ -808,14 +637,5 @@ mod tests {
         // A missing source fails as the copy would.
         std::fs::remove_dir_all(root.join("src")).unwrap();
         assert!(copied_content_checksum(&op, 1, root).is_err());
-    }
-
-    #[test]
-    fn children_are_removed_before_their_parents() {
-        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            removal_order(v(&["view1", "active2"]), v(&["c0", "c1"])),
-            v(&["active2", "view1", "c1", "c0"])
-        );
     }
 }

@@ -5,18 +5,16 @@
 pub use oxkit_containerd::chain_ids;
 use std::sync::Arc;
 
-use oxkit_containerd::{Descriptor, Digest, Labels};
+use oxkit_containerd::{platform_manifest, Descriptor, ImageManifest, Labels};
 use oxkit_llb::op::Platform;
 use oxkit_llb::source::ImageRef;
+use oxkit_llb::ImageRunConfig;
 use oxkit_solver::{CacheMap, Op, OpContext, OpError, OutputRef};
 use serde::Deserialize;
 
 use crate::error::{Context as _, WorkerError};
 use crate::names::unique;
 use crate::worker::{SnapshotRef, Worker};
-
-const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// What an image's config says about running it and about its layers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -42,16 +40,6 @@ pub struct ImageConfig {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct RunConfig {
-    env: Option<Vec<String>>,
-    user: Option<String>,
-    working_dir: Option<String>,
-    entrypoint: Option<Vec<String>>,
-    cmd: Option<Vec<String>>,
-}
-
-#[derive(Deserialize, Default)]
 #[serde(default)]
 struct RootFs {
     diff_ids: Vec<String>,
@@ -60,64 +48,99 @@ struct RootFs {
 #[derive(Deserialize)]
 struct ConfigFile {
     #[serde(default)]
-    config: Option<RunConfig>,
-    #[serde(default)]
     rootfs: RootFs,
 }
 
 impl ImageConfig {
     /// Parses an OCI (or Docker v2) image config blob.
     pub fn parse(bytes: &[u8], digest: &str, manifest_digest: &str) -> Result<Self, String> {
+        let run = ImageRunConfig::parse(bytes)?;
         let file: ConfigFile =
             serde_json::from_slice(bytes).map_err(|e| format!("its config is not valid: {e}"))?;
-        let run = file.config.unwrap_or_default();
         Ok(ImageConfig {
             digest: digest.to_owned(),
             manifest_digest: manifest_digest.to_owned(),
-            env: run.env.unwrap_or_default(),
-            user: run.user.unwrap_or_default(),
-            working_dir: run.working_dir.unwrap_or_default(),
-            entrypoint: run.entrypoint.unwrap_or_default(),
-            cmd: run.cmd.unwrap_or_default(),
+            env: run.env,
+            user: run.user,
+            working_dir: run.working_dir,
+            entrypoint: run.entrypoint,
+            cmd: run.cmd,
             diff_ids: file.rootfs.diff_ids,
             raw: bytes.to_vec(),
         })
     }
 }
 
-#[derive(Deserialize)]
-struct Manifest {
-    config: Descriptor,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
+/// An image resolved in the store for one platform ([`Worker::resolve_image`]).
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// What the image record points at: the manifest, or the index it was picked from.
+    pub target: Descriptor,
+    /// The manifest for the platform.
+    pub manifest: ImageManifest,
+    /// Its config.
+    pub config: ImageConfig,
 }
 
-#[derive(Deserialize)]
-struct IndexPlatform {
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    architecture: String,
-}
-
-#[derive(Deserialize)]
-struct IndexEntry {
-    #[serde(flatten)]
-    descriptor: Descriptor,
-    #[serde(default)]
-    platform: Option<IndexPlatform>,
-}
-
-#[derive(Deserialize)]
-struct Index {
-    manifests: Vec<IndexEntry>,
-}
-
-/// An image resolved in the store.
-struct Resolved {
-    manifest_digest: Digest,
-    layers: Vec<Descriptor>,
-    config: ImageConfig,
+impl Worker {
+    /// Looks `image` up by its normalized name in the worker's namespace and reads its manifest
+    /// for `platform` (an empty OS or architecture is the host's) and config; reads only.
+    pub async fn resolve_image(
+        &self,
+        image: &ImageRef,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, WorkerError> {
+        let client = self.client();
+        let name = image.to_string();
+        let bad = |problem: String| WorkerError::BadImage {
+            image: name.clone(),
+            problem,
+        };
+        let record = match client.images().get(&name).await {
+            Ok(record) => record,
+            Err(e) if e.is_not_found() => {
+                return Err(WorkerError::ImageNotInStore {
+                    image: name,
+                    namespace: client.namespace().to_owned(),
+                })
+            }
+            Err(source) => {
+                return Err(WorkerError::Containerd {
+                    action: format!("look up image {name}"),
+                    source,
+                })
+            }
+        };
+        let platform = platform.or_host();
+        let manifest =
+            platform_manifest(client, &record.target, &platform.os, &platform.architecture)
+                .await
+                .map_err(|e| match e.into_containerd() {
+                    Ok((action, source)) => WorkerError::Containerd {
+                        action: format!("{action} of image {name}"),
+                        source,
+                    },
+                    Err(other) => bad(other.to_string()),
+                })?;
+        let config = ImageConfig::parse(
+            &manifest.config_bytes,
+            manifest.config.digest.as_str(),
+            manifest.descriptor.digest.as_str(),
+        )
+        .map_err(bad)?;
+        if config.diff_ids.len() != manifest.layers.len() {
+            return Err(bad(format!(
+                "its manifest has {} layers but its config {} diff IDs",
+                manifest.layers.len(),
+                config.diff_ids.len()
+            )));
+        }
+        Ok(ResolvedImage {
+            target: record.target,
+            manifest,
+            config,
+        })
+    }
 }
 
 /// The image source op: one output, the image's top layer snapshot with its config.
@@ -139,97 +162,6 @@ impl ImageSourceOp {
             image,
             platform,
         }
-    }
-
-    fn bad(&self, problem: impl Into<String>) -> WorkerError {
-        WorkerError::BadImage {
-            image: self.image.to_string(),
-            problem: problem.into(),
-        }
-    }
-
-    async fn read_json<T: for<'de> Deserialize<'de>>(
-        &self,
-        what: &str,
-        digest: &Digest,
-    ) -> Result<(T, Vec<u8>), WorkerError> {
-        let bytes = self
-            .worker
-            .client()
-            .content()
-            .read_to_vec(digest)
-            .await
-            .doing(|| format!("read the {what} {digest} of image {}", self.image))?;
-        let parsed = serde_json::from_slice(&bytes)
-            .map_err(|e| self.bad(format!("its {what} {digest} is not valid: {e}")))?;
-        Ok((parsed, bytes))
-    }
-
-    /// Image record → (index →) manifest → config.
-    async fn resolve(&self) -> Result<Resolved, WorkerError> {
-        let client = self.worker.client();
-        let name = self.image.to_string();
-        let record = match client.images().get(&name).await {
-            Ok(record) => record,
-            Err(e) if e.is_not_found() => {
-                return Err(WorkerError::ImageNotInStore {
-                    image: name,
-                    namespace: client.namespace().to_owned(),
-                })
-            }
-            Err(source) => {
-                return Err(WorkerError::Containerd {
-                    action: format!("look up image {name}"),
-                    source,
-                })
-            }
-        };
-        let mut target = record.target;
-        if target.media_type == MEDIA_OCI_INDEX || target.media_type == MEDIA_DOCKER_LIST {
-            let (index, _): (Index, _) = self.read_json("index", &target.digest).await?;
-            let os = if self.platform.os.is_empty() {
-                "linux"
-            } else {
-                &self.platform.os
-            };
-            let host = Platform::host();
-            let arch = if self.platform.architecture.is_empty() {
-                host.architecture.as_str()
-            } else {
-                self.platform.architecture.as_str()
-            };
-            let single = index.manifests.len() == 1;
-            let entry = index
-                .manifests
-                .into_iter()
-                .find(|m| match &m.platform {
-                    Some(p) => p.os == os && p.architecture == arch,
-                    None => single,
-                })
-                .ok_or_else(|| self.bad(format!("its index has no manifest for {os}/{arch}")))?;
-            target = entry.descriptor;
-        }
-        let (manifest, _): (Manifest, _) = self.read_json("manifest", &target.digest).await?;
-        let (_, raw): (serde_json::Value, _) =
-            self.read_json("config", &manifest.config.digest).await?;
-        let config = ImageConfig::parse(
-            &raw,
-            manifest.config.digest.as_str(),
-            target.digest.as_str(),
-        )
-        .map_err(|p| self.bad(p))?;
-        if config.diff_ids.len() != manifest.layers.len() {
-            return Err(self.bad(format!(
-                "its manifest has {} layers but its config {} diff IDs",
-                manifest.layers.len(),
-                config.diff_ids.len()
-            )));
-        }
-        Ok(Resolved {
-            manifest_digest: target.digest,
-            layers: manifest.layers,
-            config,
-        })
     }
 
     /// Makes sure committed snapshot `chain` exists: reuses it, or applies `layer` on `parent`.
@@ -290,15 +222,21 @@ impl ImageSourceOp {
 #[async_trait::async_trait]
 impl Op for ImageSourceOp {
     async fn cache_map(&self, _: &OpContext) -> Result<CacheMap, OpError> {
-        let resolved = self.resolve().await?;
+        let resolved = self
+            .worker
+            .resolve_image(&self.image, &self.platform)
+            .await?;
         Ok(CacheMap::new(format!(
             "oxkit.image.v1:{}",
-            resolved.manifest_digest
+            resolved.manifest.descriptor.digest
         )))
     }
 
     async fn exec(&self, _: &OpContext, _: Vec<OutputRef>) -> Result<Vec<OutputRef>, OpError> {
-        let resolved = self.resolve().await?;
+        let resolved = self
+            .worker
+            .resolve_image(&self.image, &self.platform)
+            .await?;
         let chains = chain_ids(&resolved.config.diff_ids);
         if chains.is_empty() {
             return Err(WorkerError::Unsupported {
@@ -307,7 +245,7 @@ impl Op for ImageSourceOp {
             .into());
         }
         let mut parent: Option<&str> = None;
-        for (chain, layer) in chains.iter().zip(&resolved.layers) {
+        for (chain, layer) in chains.iter().zip(&resolved.manifest.layers) {
             self.ensure_layer(chain, parent, layer).await?;
             parent = Some(chain);
         }

@@ -1,15 +1,21 @@
 //! oxkit's worker: adapts containerd to the solver. It owns the leased containerd client, the
 //! mounter and a scratch directory; it turns LLB vertices into solver ops — the image source
-//! ([`ImageSourceOp`]), the exec op ([`ExecOp`]) and the file op ([`FileOpOp`], which applies
-//! `oxkit-fileop`'s actions to snapshots) — whose outputs are committed snapshots
-//! ([`SnapshotRef`]), and loads recorded results back ([`Worker`] is the solver's `ResultLoader`).
+//! ([`ImageSourceOp`]), the exec op ([`ExecOp`]), the file op ([`FileOpOp`], which applies
+//! `oxkit-fileop`'s actions to snapshots) and the merge op ([`MergeOp`]) — whose outputs are
+//! committed snapshots ([`SnapshotRef`]), and loads recorded results back ([`Worker`] is the
+//! solver's `ResultLoader`). Ops reach the build's client (its secrets) through a
+//! [`ClientSession`] that the daemon attaches to each solve.
 
 mod cache_mount;
 mod error;
 mod exec;
 mod file;
+mod held;
 mod image;
+mod merge;
 mod names;
+mod session;
+mod shim;
 mod tail;
 mod user;
 mod worker;
@@ -17,7 +23,9 @@ mod worker;
 pub use error::WorkerError;
 pub use exec::{exec_cache_digest, ExecOp};
 pub use file::{file_cache_map, FileOpOp};
-pub use image::{chain_ids, ImageConfig, ImageSourceOp};
+pub use image::{chain_ids, ImageConfig, ImageSourceOp, ResolvedImage};
+pub use merge::{merge_cache_map, MergeOp};
+pub use session::{sessions, ClientSession, SessionError, SessionRef};
 pub use user::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
 pub use worker::{OpFor, SnapshotRef, Worker, WorkerOptions};
 

@@ -17,6 +17,8 @@ use crate::error::WorkerError;
 use crate::exec::ExecOp;
 use crate::file::FileOpOp;
 use crate::image::{ImageConfig, ImageSourceOp};
+use crate::merge::MergeOp;
+use crate::shim::ShimGroup;
 
 /// The output of the worker's ops: a committed snapshot in containerd (namespace of the worker's
 /// client, snapshotter `oxkit`), and for an image source the image's config.
@@ -74,6 +76,23 @@ impl SnapshotRef {
     }
 }
 
+/// The worker snapshots behind an op's inputs, in order; an input of another kind is
+/// [`WorkerError::ForeignInput`].
+pub(crate) fn snapshot_inputs(inputs: &[OutputRef]) -> Result<Vec<SnapshotRef>, WorkerError> {
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(index, o)| {
+            SnapshotRef::from_output(o)
+                .cloned()
+                .ok_or_else(|| WorkerError::ForeignInput {
+                    index,
+                    found: format!("{o:?}"),
+                })
+        })
+        .collect()
+}
+
 /// Splits an output id into the snapshot name and, for an image, its config and manifest digests.
 fn parse_id(id: &str) -> (&str, Option<(&str, &str)>) {
     match id.split_once(CONFIG_MARK) {
@@ -117,6 +136,7 @@ pub(crate) struct Inner {
     mounter: Arc<dyn Mounter>,
     scratch: PathBuf,
     pub(crate) caches: CacheMounts,
+    shims: Arc<ShimGroup>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -148,6 +168,7 @@ impl Worker {
         }
         Ok(Self {
             inner: Arc::new(Inner {
+                shims: Arc::new(ShimGroup::new(client.clone(), &options.scratch_dir)),
                 client,
                 mounter,
                 scratch: options.scratch_dir,
@@ -165,6 +186,18 @@ impl Worker {
         self.inner.mounter.clone()
     }
 
+    /// The shim group exec steps join (see [`crate::shim`]).
+    pub(crate) fn shims(&self) -> &Arc<ShimGroup> {
+        &self.inner.shims
+    }
+
+    /// Waits for the background deletion of finished steps' containers, then stops what the
+    /// worker keeps running between steps (the shared runc shim). Steps started after this still
+    /// run (the shim is made again).
+    pub async fn shutdown(&self) {
+        self.inner.shims.shutdown().await;
+    }
+
     pub(crate) fn fifo_dir(&self) -> PathBuf {
         self.inner.scratch.join("fifo")
     }
@@ -178,8 +211,9 @@ impl Worker {
     }
 
     /// The solver op of `vertex`: an [`ImageSourceOp`] for `docker-image://` sources, an
-    /// [`ExecOp`] for exec ops and a [`FileOpOp`] for file ops. Other sources and merge ops are
-    /// not this worker's ([`WorkerError::Unsupported`]): the daemon maps them to their own crates.
+    /// [`ExecOp`] for exec ops, a [`FileOpOp`] for file ops and a [`MergeOp`] for merge ops.
+    /// Other sources are not this worker's ([`WorkerError::Unsupported`]): the daemon maps them
+    /// to their own crates.
     pub fn op(&self, vertex: &oxkit_llb::Vertex) -> Result<Arc<dyn Op>, WorkerError> {
         match &vertex.op {
             LlbOp::Source(source) => match &source.source {
@@ -198,9 +232,11 @@ impl Worker {
                 file.clone(),
                 vertex.inputs.len(),
             ))),
-            other => Err(WorkerError::Unsupported {
-                what: format!("the {} op in the worker", other.kind()),
-            }),
+            LlbOp::Merge(merge) => Ok(Arc::new(MergeOp::new(
+                self.clone(),
+                merge.clone(),
+                vertex.inputs.len(),
+            ))),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod exec;
 mod file;
+mod meta;
 mod sources;
 
 pub use exec::{ExecState, MountSpec, Run};
@@ -11,6 +12,7 @@ pub use file::{
     mkdir, mkfile, rm, symlink, CopyOptions, FileActions, MkdirOptions, MkfileOptions, Owner,
     RmOptions,
 };
+pub use meta::{ImageMetaResolver, ImageRunConfig, ResolvedImageConfig};
 pub use sources::{
     git, git_with, http, http_with, image, image_with, local, local_with, GitOptions, HttpOptions,
     ImageOptions, LocalOptions,
@@ -28,14 +30,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// What a builder vertex does. Sources stay as identifier + attributes until marshalling, so
-/// that a bad reference is reported by `marshal` (with every other problem) instead of panicking.
-#[derive(Debug)]
+/// that a bad reference is reported by `marshal` (with every other problem) instead of panicking;
+/// so does an image whose config could not be resolved.
+#[derive(Clone, Debug)]
 enum NodeOp {
     Source {
         identifier: String,
         attrs: BTreeMap<String, String>,
     },
     Typed(Box<Op>),
+    /// An image whose config could not be resolved: `marshal` refuses it with
+    /// [`LlbError::ImageConfig`].
+    Unresolved {
+        reference: String,
+        reason: String,
+    },
 }
 
 /// A vertex under construction; input indices in `op` refer to `inputs`.
@@ -61,7 +70,8 @@ impl Output {
 }
 
 /// A filesystem state: the output of some vertex (or scratch), plus the defaults (`env`, working
-/// directory, user, network, platform) that later `run` steps on it inherit.
+/// directory, user, network, platform) that later `run` steps on it inherit, and the config of
+/// the image it started from when that was resolved ([`ImageOptions::meta_resolver`]).
 #[derive(Clone, Debug)]
 pub struct State {
     output: Option<Output>,
@@ -70,6 +80,7 @@ pub struct State {
     user: String,
     network: NetMode,
     platform: Platform,
+    image: Option<Arc<(ResolvedImageConfig, ImageRunConfig)>>,
 }
 
 /// An empty filesystem.
@@ -81,6 +92,7 @@ pub fn scratch() -> State {
         user: String::new(),
         network: NetMode::Sandbox,
         platform: Platform::host(),
+        image: None,
     }
 }
 
@@ -176,6 +188,18 @@ impl State {
         self
     }
 
+    /// The run config of the image this state started from, if [`image_with`] resolved it (with
+    /// [`ImageOptions::meta_resolver`]): env, user, working directory, entrypoint and cmd.
+    pub fn image_config(&self) -> Option<&ImageRunConfig> {
+        self.image.as_deref().map(|(_, run)| run)
+    }
+
+    /// The digest the image this state started from resolved to, with its raw config blob, if
+    /// [`image_with`] resolved it.
+    pub fn image_digest_and_config(&self) -> Option<&ResolvedImageConfig> {
+        self.image.as_deref().map(|(resolved, _)| resolved)
+    }
+
     /// Sets the platform for vertices created from this state on (default: the host's).
     pub fn platform(mut self, platform: Platform) -> State {
         self.platform = platform;
@@ -207,15 +231,8 @@ impl State {
             let old = &out.node;
             let mut metadata = old.metadata.clone();
             f(&mut metadata);
-            let op = match &old.op {
-                NodeOp::Source { identifier, attrs } => NodeOp::Source {
-                    identifier: identifier.clone(),
-                    attrs: attrs.clone(),
-                },
-                NodeOp::Typed(op) => NodeOp::Typed(op.clone()),
-            };
             let node = Node {
-                op,
+                op: old.op.clone(),
                 inputs: old.inputs.clone(),
                 platform: old.platform.clone(),
                 metadata,
@@ -237,6 +254,9 @@ impl State {
             return Ok(Definition::default());
         };
         let digest = m.visit(&out.node);
+        if let Some(e) = m.failed.take() {
+            return Err(e);
+        }
         let terminal = pb::Op {
             inputs: vec![pb::Input {
                 digest: digest.to_string(),
@@ -287,6 +307,8 @@ struct Marshaller {
     seen: std::collections::BTreeSet<Digest>,
     def: Vec<Vec<u8>>,
     metadata: BTreeMap<String, pb::OpMetadata>,
+    /// The error of the first [`NodeOp::Unresolved`] met.
+    failed: Option<LlbError>,
 }
 
 impl Marshaller {
@@ -305,6 +327,13 @@ impl Marshaller {
         let kind = match &node.op {
             NodeOp::Source { identifier, attrs } => convert::source_to_pb(identifier, attrs),
             NodeOp::Typed(op) => convert::op_kind_to_pb(op, inputs.len()),
+            NodeOp::Unresolved { reference, reason } => {
+                self.failed.get_or_insert_with(|| LlbError::ImageConfig {
+                    reference: reference.clone(),
+                    reason: reason.clone(),
+                });
+                convert::source_to_pb(&format!("docker-image://{reference}"), &BTreeMap::new())
+            }
         };
         let bytes = convert::wrap_op(kind, inputs, node.platform.as_ref()).encode_to_vec();
         let digest = Digest::from_bytes(&bytes);

@@ -1,6 +1,8 @@
 //! Source states: image, local, git, http.
 
-use super::{scratch, Node, NodeOp, State};
+use std::sync::Arc;
+
+use super::{scratch, ImageMetaResolver, ImageRunConfig, Node, NodeOp, State};
 use crate::op::{OpMetadata, Platform};
 use crate::source::{
     GitSource, HttpSource, ImageRef, LocalDiffer, LocalSource, ResolveMode, Source,
@@ -29,12 +31,26 @@ fn from_source(source: &Source, platform: Option<Platform>) -> State {
 }
 
 /// Options of [`image_with`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ImageOptions {
     /// How to resolve the reference.
     pub resolve_mode: ResolveMode,
     /// The platform to pick from a multi-platform image (default: the host's).
     pub platform: Option<Platform>,
+    /// Asks for the image's config while the state is described, so that the state starts with
+    /// the image's env, working directory and user (as BuildKit's `llb.WithMetaResolver`), and
+    /// [`State::image_config`] says what it is.
+    pub meta_resolver: Option<Arc<dyn ImageMetaResolver>>,
+}
+
+impl std::fmt::Debug for ImageOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageOptions")
+            .field("resolve_mode", &self.resolve_mode)
+            .field("platform", &self.platform)
+            .field("meta_resolver", &self.meta_resolver.is_some())
+            .finish()
+    }
 }
 
 /// The root filesystem of an image (`docker-image://`). `reference` is normalized as Docker does
@@ -43,16 +59,60 @@ pub fn image(reference: &str) -> State {
     image_with(reference, ImageOptions::default())
 }
 
-/// [`image`] with options.
+/// [`image`] with options. With a [`ImageOptions::meta_resolver`], the image's config is
+/// resolved now: its `Env` entries, `WorkingDir` and `User` become the state's defaults for later
+/// steps, as BuildKit does; a failure is reported by `marshal`.
 pub fn image_with(reference: &str, opts: ImageOptions) -> State {
     match ImageRef::parse(reference) {
-        Ok(reference) => from_source(
-            &Source::Image(crate::source::ImageSource {
-                reference,
-                resolve_mode: opts.resolve_mode,
-            }),
-            opts.platform,
-        ),
+        Ok(reference) => {
+            let Some(resolver) = &opts.meta_resolver else {
+                return from_source(
+                    &Source::Image(crate::source::ImageSource {
+                        reference,
+                        resolve_mode: opts.resolve_mode,
+                    }),
+                    opts.platform,
+                );
+            };
+            let name = reference.to_string();
+            let resolved = resolver
+                .resolve_image_config(&name, opts.platform.as_ref())
+                .map_err(|e| e.to_string())
+                .and_then(|r| ImageRunConfig::parse(&r.config).map(|run| (r, run)));
+            let (resolved, run) = match resolved {
+                Ok(pair) => pair,
+                Err(reason) => {
+                    return scratch().with_node(Node {
+                        op: NodeOp::Unresolved {
+                            reference: name,
+                            reason,
+                        },
+                        inputs: vec![],
+                        platform: None,
+                        metadata: OpMetadata::default(),
+                    })
+                }
+            };
+            let mut state = from_source(
+                &Source::Image(crate::source::ImageSource {
+                    reference,
+                    resolve_mode: opts.resolve_mode,
+                }),
+                opts.platform,
+            );
+            for entry in &run.env {
+                let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
+                state = state.env(k, v);
+            }
+            if !run.working_dir.is_empty() {
+                state = state.dir(&run.working_dir);
+            }
+            if !run.user.is_empty() {
+                state = state.user(&run.user);
+            }
+            state.image = Some(Arc::new((resolved, run)));
+            state
+        }
         // Left as written so that `marshal` reports it.
         Err(_) => source_state(
             format!("docker-image://{reference}"),

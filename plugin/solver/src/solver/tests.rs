@@ -47,6 +47,8 @@ struct World {
     /// Executions dropped before they finished.
     cancelled: AtomicUsize,
     fail_loads: AtomicBool,
+    /// What `Kind::Sessions` ops saw in `OpContext::sessions`, per execution.
+    sessions_seen: Mutex<Vec<Vec<String>>>,
 }
 
 impl World {
@@ -98,6 +100,8 @@ enum Kind {
     NoChecksum,
     /// Describes two inputs whatever it has.
     TwoInputMap,
+    /// Records the `String` sessions its context offers, after its delay.
+    Sessions,
 }
 
 struct TestOp {
@@ -146,6 +150,7 @@ impl Op for TestOp {
             Kind::TwoInputMap => {
                 CacheMap::new("two").with_inputs(vec![InputKey::Key, InputKey::Key])
             }
+            Kind::Sessions => CacheMap::new("sessions"),
         })
     }
 
@@ -173,6 +178,11 @@ impl Op for TestOp {
             Kind::Add(n) => value(&inputs[0]) + n,
             Kind::Sum => inputs.iter().map(value).sum(),
             Kind::LastDigit => value(&inputs[0]) % 10,
+            Kind::Sessions => {
+                let seen = ctx.sessions::<String>();
+                self.world.sessions_seen.lock().unwrap().push(seen);
+                0
+            }
             Kind::NoCacheMap | Kind::NoChecksum | Kind::TwoInputMap => unreachable!("never keyed"),
             Kind::Fail(msg) => {
                 running.finished = true;
@@ -284,6 +294,7 @@ async fn solve_opts(solver: &Solver, root: &Arc<Vertex>, no_cache: bool) -> Outc
     let options = SolveOptions {
         no_cache,
         progress: Some(tx),
+        session: None,
     };
     let result = solver.solve(&Edge::new(root.clone(), 0), options).await;
     let mut events = Vec::new();
@@ -451,6 +462,41 @@ async fn concurrent_solves_run_a_shared_vertex_once() {
         "{execs:?}"
     );
     assert_eq!(execs.len(), 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_execution_sees_the_session_of_every_solve_waiting_on_it() {
+    let (world, g) = world();
+    let g = Arc::new(g);
+    let solver = solver(&world);
+    let session_solve = |name: &str, delay_ms: u64| {
+        let (solver, g, name) = (solver.clone(), g.clone(), name.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            let shared = g.slow("shared", Kind::Sessions, 300, &[]);
+            let options = SolveOptions {
+                session: Some(Attachment::new(name)),
+                ..Default::default()
+            };
+            solver.solve(&Edge::new(shared, 0), options).await.is_ok()
+        })
+    };
+    let first = session_solve("first", 0);
+    let second = session_solve("second", 100);
+    assert!(first.await.unwrap() && second.await.unwrap());
+    assert_eq!(
+        *world.sessions_seen.lock().unwrap(),
+        [vec!["first".to_string(), "second".to_string()]]
+    );
+    // A session of another type is not offered; a solve without one offers none.
+    let alone = g.v("alone", Kind::Sessions, &[]);
+    let options = SolveOptions {
+        session: Some(Attachment::new(7_u32)),
+        no_cache: true,
+        ..Default::default()
+    };
+    solver.solve(&Edge::new(alone, 0), options).await.unwrap();
+    assert_eq!(world.sessions_seen.lock().unwrap()[1], Vec::<String>::new());
 }
 
 #[tokio::test]
