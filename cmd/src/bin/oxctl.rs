@@ -140,6 +140,7 @@ fn build(
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
+    let plan = definition.clone();
     rt.block_on(async {
         let mut sink = ExportSink::open(&dest)?;
         let mut client = BuildClient::connect(addr).await?;
@@ -158,6 +159,10 @@ fn build(
                 .await?,
         );
         let mut printer = ProgressPrinter::new(std::io::stderr(), mode);
+        // A definition that does not parse gets its error from the daemon.
+        if let Ok(graph) = oxkit_llb::Graph::from_bytes(&plan) {
+            printer.plan(graph.vertices().iter().map(|v| v.digest.to_string()));
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(150));
         let mut result = None;
         loop {

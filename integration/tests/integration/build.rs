@@ -3,6 +3,8 @@
 
 use oxkit_integration::{Fixture, TestResult};
 
+use crate::support::steps_done;
+
 const BASE: &str = "docker.io/library/busybox:latest";
 
 /// busybox, then `steps` run in order, each a shell command with a custom name.
@@ -78,7 +80,11 @@ fn a_built_image_runs_with_and_without_oxkit_and_rebuilds_from_cache() -> TestRe
     let (ok, _, stderr) = build(&fx, &def, "docker.io/library/app:dev")?;
     assert!(ok, "{stderr}");
     assert_eq!(stderr.matches("CACHED").count(), 3, "{stderr}");
-    assert!(!stderr.contains("DONE"), "nothing ran:\n{stderr}");
+    assert_eq!(steps_done(&stderr), 0, "nothing ran:\n{stderr}");
+    assert!(
+        stderr.contains("exporting to image"),
+        "the export shows as a step:\n{stderr}"
+    );
 
     // A changed last step re-runs that step only.
     let changed = definition(&[
@@ -88,7 +94,7 @@ fn a_built_image_runs_with_and_without_oxkit_and_rebuilds_from_cache() -> TestRe
     let (ok, _, stderr) = build(&fx, &changed, "docker.io/library/app:dev2")?;
     assert!(ok, "{stderr}");
     assert_eq!(
-        stderr.matches("DONE").count(),
+        steps_done(&stderr),
         1,
         "only the changed step ran:\n{stderr}"
     );
@@ -98,8 +104,9 @@ fn a_built_image_runs_with_and_without_oxkit_and_rebuilds_from_cache() -> TestRe
     fx.wait_snapshotter_reachable()?;
     let (ok, _, stderr) = build(&fx, &def, "docker.io/library/app:dev")?;
     assert!(ok, "{stderr}");
-    assert!(
-        !stderr.contains("DONE"),
+    assert_eq!(
+        steps_done(&stderr),
+        0,
         "fully cached after restarting oxkitd:\n{stderr}"
     );
     Ok(())
@@ -183,9 +190,10 @@ fn du_lists_the_cache_and_prune_empties_it() -> TestResult {
     );
     let (ok, _, stderr) = build(&fx, &def, "docker.io/library/du:dev")?;
     assert!(ok, "{stderr}");
-    assert!(
-        stderr.contains("DONE"),
-        "the step ran again after prune:\n{stderr}"
+    assert_eq!(
+        steps_done(&stderr),
+        2,
+        "the image's layers were applied and the step ran again after prune:\n{stderr}"
     );
     Ok(())
 }

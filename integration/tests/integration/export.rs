@@ -1,5 +1,5 @@
 //! The client-side exporters end to end: `oxctl build --output type=oci,dest=FILE` writes an OCI
-//! archive that `ctr images import` takes (and that runs) and `skopeo inspect` reads;
+//! archive that `ctr images import` takes (and that runs), that `skopeo inspect` reads and `umoci unpack` unpacks;
 //! `--output type=local,dest=DIR` gives the result's files with their modes and symlinks;
 //! `type=image` with image config options writes them into the config that `ctr run` follows,
 //! and builds on a base image whose record is an index from the host's manifest.
@@ -44,7 +44,7 @@ fn tar_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
-fn an_oci_archive_imports_into_another_namespace_runs_and_passes_skopeo() -> TestResult {
+fn an_oci_archive_imports_into_another_namespace_runs_and_passes_skopeo_and_umoci() -> TestResult {
     let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
@@ -141,6 +141,49 @@ fn an_oci_archive_imports_into_another_namespace_runs_and_passes_skopeo() -> Tes
             panic!("skopeo is needed under CI=true: {e}")
         }
         Err(e) => eprintln!("SKIPPING the skopeo check: skopeo is not installed ({e})"),
+    }
+
+    // umoci (which verifies every blob's digest as it reads it) unpacks the layout into a
+    // runtime bundle with the step's file.
+    let layout = fx.dir().join("out/layout");
+    tar::Archive::new(bytes.as_slice()).unpack(&layout)?;
+    let bundle = fx.dir().join("out/bundle");
+    let image = format!("{}:dev", layout.display());
+    match Command::new("umoci")
+        .args(["stat", "--image", &image])
+        .output()
+    {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "umoci stat failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let unpacked = Command::new("umoci")
+                .args(["unpack", "--image", &image])
+                .arg(&bundle)
+                .output()?;
+            assert!(
+                unpacked.status.success(),
+                "umoci unpack failed: {}",
+                String::from_utf8_lossy(&unpacked.stderr)
+            );
+            assert_eq!(
+                std::fs::read_to_string(bundle.join("rootfs/greeting"))?.trim(),
+                "from-the-archive"
+            );
+            assert!(
+                bundle.join("rootfs/bin/busybox").exists(),
+                "busybox's layer"
+            );
+            let config: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
+            assert!(config["process"]["env"].is_array(), "{config}");
+        }
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("umoci is needed under CI=true: {e}")
+        }
+        Err(e) => eprintln!("SKIPPING the umoci check: umoci is not installed ({e})"),
     }
     Ok(())
 }

@@ -44,3 +44,16 @@ pub fn build_ok(
     assert!(ok, "build --output {output} failed:\n{stderr}");
     Ok(stdout)
 }
+
+/// How many steps ran (plain progress `#N DONE` lines), not counting the export.
+pub fn steps_done(stderr: &str) -> usize {
+    let export = stderr.lines().find_map(|l| {
+        let (n, name) = l.split_once(' ')?;
+        (name == "exporting to image").then(|| n.to_owned())
+    });
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_suffix('s')?.split_once(" DONE "))
+        .filter(|(n, _)| Some(*n) != export.as_deref())
+        .count()
+}

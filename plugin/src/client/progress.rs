@@ -57,6 +57,10 @@ pub struct ProgressPrinter<W: Write> {
     mode: ProgressMode,
     vertices: BTreeMap<String, Vertex>,
     order: Vec<String>,
+    /// The definition's vertices, inputs before users: the tty view lists steps in this order
+    /// (not in the order events come, which for cached steps is from the result backwards) and
+    /// counts them all.
+    planned: Vec<String>,
     started: Instant,
     drawn_lines: usize,
 }
@@ -69,9 +73,15 @@ impl<W: Write> ProgressPrinter<W> {
             mode,
             vertices: BTreeMap::new(),
             order: Vec::new(),
+            planned: Vec::new(),
             started: Instant::now(),
             drawn_lines: 0,
         }
+    }
+
+    /// The build's vertices (digests, each after its inputs), for the tty view's order and count.
+    pub fn plan(&mut self, digests: impl IntoIterator<Item = String>) {
+        self.planned = digests.into_iter().collect();
     }
 
     /// Shows one event.
@@ -187,12 +197,26 @@ impl<W: Write> ProgressPrinter<W> {
             .values()
             .filter(|v| v.state != VertexState::Started)
             .count();
+        let unplanned = self
+            .vertices
+            .keys()
+            .filter(|d| !self.planned.contains(d))
+            .count();
         lines.push(format!(
             "[+] Building {:.1}s ({done}/{})",
             self.started.elapsed().as_secs_f64(),
-            self.vertices.len()
+            self.planned.len() + unplanned
         ));
-        for digest in &self.order {
+        // Planned vertices in plan order, then the others (e.g. the export) as they came.
+        let rank = |d: &String| {
+            self.planned
+                .iter()
+                .position(|p| p == d)
+                .unwrap_or(self.planned.len())
+        };
+        let mut order: Vec<&String> = self.order.iter().collect();
+        order.sort_by_key(|d| rank(d));
+        for digest in order {
             let v = &self.vertices[digest];
             let time = |d: Duration| format!("{:.1}s", d.as_secs_f64());
             lines.push(match v.state {
@@ -312,6 +336,24 @@ mod tests {
             "the second draw moves up over the first: {text:?}"
         );
         assert!(text.contains(" => > working"));
+    }
+
+    #[test]
+    fn tty_lists_steps_in_plan_order_and_counts_the_plan() {
+        let mut out = Vec::new();
+        let mut p = ProgressPrinter::new(&mut out, ProgressMode::Tty);
+        p.plan(["a".to_string(), "b".to_string(), "c".to_string()]);
+        // Cached steps come from the result backwards; the export is not in the plan.
+        p.event(&v("c", VertexState::Cached));
+        p.event(&v("b", VertexState::Cached));
+        p.event(&v("export", VertexState::Started));
+        let text = String::from_utf8(out).unwrap();
+        let last = text.rsplit("\x1b[J").next().unwrap();
+        let lines: Vec<&str> = last.lines().collect();
+        assert!(lines[0].ends_with("(2/4)"), "{lines:?}");
+        assert_eq!(lines[1], " => CACHED step b");
+        assert_eq!(lines[2], " => CACHED step c");
+        assert!(lines[3].starts_with(" => step export "), "{lines:?}");
     }
 
     #[test]

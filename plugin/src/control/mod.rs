@@ -197,6 +197,18 @@ enum Export {
     Local(LocalExportOptions),
 }
 
+impl Export {
+    /// The export's name in the progress (BuildKit's), or none for no export.
+    fn progress_name(&self) -> Option<&'static str> {
+        match self {
+            Export::None => None,
+            Export::Image(_) => Some("exporting to image"),
+            Export::Oci(_) => Some("exporting to oci image format"),
+            Export::Local(_) => Some("copying files"),
+        }
+    }
+}
+
 fn parse_export(exporter: &str, attrs: &BTreeMap<String, String>) -> Result<Export, Status> {
     let parsed = match exporter {
         "" if attrs.is_empty() => Ok(Export::None),
@@ -374,6 +386,57 @@ async fn build(
         .ok_or_else(|| Status::internal("the build result is not a snapshot"))?
         .name()
         .to_string();
+    let Some(name) = export.progress_name() else {
+        return Ok(BTreeMap::new());
+    };
+    // The export shows as one more step, as in BuildKit.
+    let status = |state: proto::vertex_status::State, error: String| {
+        Ok(proto::SolveEvent {
+            event: Some(proto::solve_event::Event::Vertex(proto::VertexStatus {
+                digest: EXPORT_VERTEX.into(),
+                name: name.into(),
+                state: state as i32,
+                time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+                error,
+            })),
+        })
+    };
+    let _ = tx
+        .send(status(proto::vertex_status::State::Started, String::new()))
+        .await;
+    let exported = export_result(backend, &top, export, base, root, tx).await;
+    let _ = match &exported {
+        Ok(_) => {
+            tx.send(status(
+                proto::vertex_status::State::Completed,
+                String::new(),
+            ))
+            .await
+        }
+        Err(e) => {
+            tx.send(status(
+                proto::vertex_status::State::Failed,
+                e.message().to_owned(),
+            ))
+            .await
+        }
+    };
+    exported
+}
+
+/// The progress vertex of the export (not an op's digest).
+const EXPORT_VERTEX: &str = "export";
+
+/// Exports snapshot `top` as `export` says; returns the exporter's response.
+async fn export_result(
+    backend: &Backend,
+    top: &str,
+    export: Export,
+    base: Option<(String, oxkit_llb::op::Platform)>,
+    root: &std::path::Path,
+    tx: &Events,
+) -> Result<BTreeMap<String, String>, Status> {
+    let top = top.to_owned();
     let mut response = BTreeMap::new();
     let client = backend.worker.client();
     let scratch = root.join("worker");
