@@ -122,8 +122,21 @@ impl Fixture {
         self.dir.join("oxkitd.sock")
     }
 
-    /// Runs `oxctl` (next to oxkitd) against this fixture's oxkitd with `stdin`, returning
-    /// (success, stdout, stderr).
+    /// `oxctl ARGS` (next to oxkitd) against this fixture's oxkitd, not started: for a test that
+    /// handles the process itself (e.g. kills it mid-build). Its state (the client id, under
+    /// which the daemon keeps local directories) is kept in the fixture's dir.
+    pub fn oxctl_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.oxkitd_bin.with_file_name("oxctl"));
+        command
+            .arg("--addr")
+            .arg(format!("unix://{}", self.build_address().display()))
+            .args(args)
+            .env("XDG_STATE_HOME", self.dir.join("client-state"));
+        command
+    }
+
+    /// Runs `oxctl ARGS` ([`Fixture::oxctl_command`]) with `stdin`, returning (success, stdout,
+    /// stderr).
     pub fn oxctl(
         &self,
         args: &[&str],
@@ -131,10 +144,8 @@ impl Fixture {
     ) -> Result<(bool, String, String), FixtureError> {
         use std::io::Write;
         let bin = self.oxkitd_bin.with_file_name("oxctl");
-        let mut child = Command::new(&bin)
-            .arg("--addr")
-            .arg(format!("unix://{}", self.build_address().display()))
-            .args(args)
+        let mut child = self
+            .oxctl_command(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -13,8 +13,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use oxkit_plugin::client::{
-    BuildClient, Destination, ExportSink, Progress, ProgressMode, ProgressPrinter, SecretSpec,
-    Secrets, SolveOptions, DEFAULT_ADDRESS,
+    client_id, context_digest, Attachables, BuildClient, Destination, ExportSink, LocalDir,
+    LocalDirs, Progress, ProgressMode, ProgressPrinter, SecretSpec, Secrets, SolveOptions,
+    DEFAULT_ADDRESS,
 };
 use tokio_stream::StreamExt;
 
@@ -56,6 +57,10 @@ enum Command {
         /// (repeatable). Read when oxctl starts and served from memory.
         #[arg(long)]
         secret: Vec<String>,
+        /// A local directory the build may read as `local://NAME`: `NAME=DIR` (repeatable).
+        /// Sent incrementally; the `.dockerignore` of the one named `context` applies.
+        #[arg(long)]
+        local: Vec<String>,
     },
     /// Show the build cache's records and their disk usage.
     Du,
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
             progress,
             no_cache,
             secret,
+            local,
         } => oxkit_cmd::output::exporter_options(output.as_deref(), exporter, &exporter_opt)
             .and_then(|(exporter, exporter_attrs)| {
                 build(
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
                     progress,
                     no_cache,
                     &secret,
+                    &local,
                 )
             }),
         Command::Du => with_client(&cli.addr, du),
@@ -117,13 +124,22 @@ fn build(
     mode: ProgressMode,
     no_cache: bool,
     secrets: &[String],
+    locals: &[String],
 ) -> anyhow::Result<()> {
     let dest = Destination::take(&exporter, &mut exporter_attrs)?;
     let specs = secrets
         .iter()
         .map(|s| SecretSpec::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let secrets = Arc::new(Secrets::load(&specs)?);
+    let locals = locals
+        .iter()
+        .map(|s| LocalDir::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let served = Arc::new(Attachables {
+        secrets: Secrets::load(&specs)?,
+        locals: LocalDirs::new(locals),
+        client_id: client_id(),
+    });
     let mut definition = Vec::new();
     std::io::stdin()
         .read_to_end(&mut definition)
@@ -154,7 +170,7 @@ fn build(
                         no_cache,
                         ..Default::default()
                     },
-                    secrets,
+                    served,
                 )
                 .await?,
         );
@@ -165,6 +181,7 @@ fn build(
         }
         let mut tick = tokio::time::interval(Duration::from_millis(150));
         let mut result = None;
+        let mut contexts = BTreeMap::new();
         loop {
             tokio::select! {
                 event = events.next() => match event {
@@ -175,6 +192,12 @@ fn build(
                     }
                     Some(Ok(Progress::Result(r))) => result = Some(r),
                     Some(Ok(Progress::Export(data))) => sink.write(data).await?,
+                    Some(Ok(p @ Progress::Log { .. })) => {
+                        if let Progress::Log { data, .. } = &p {
+                            contexts.extend(context_digest(data));
+                        }
+                        printer.event(&p)
+                    }
                     Some(Ok(p)) => printer.event(&p),
                 },
                 _ = tick.tick() => printer.tick(),
@@ -191,6 +214,9 @@ fn build(
         };
         for (k, v) in result {
             writeln!(out, "{k}: {v}")?;
+        }
+        for (name, digest) in contexts {
+            writeln!(out, "local.{name}.digest: {digest}")?;
         }
         Ok(())
     })

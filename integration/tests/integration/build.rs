@@ -304,3 +304,75 @@ fn a_stopping_daemon_removes_the_shared_shim() -> TestResult {
     }
     Ok(())
 }
+
+/// The containers whose task runs (not the shim keeper, whose task is only created).
+fn running_tasks(fx: &Fixture) -> Result<Vec<String>, oxkit_integration::FixtureError> {
+    Ok(fx
+        .ctr(["tasks", "ls"])?
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some("RUNNING"))
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect())
+}
+
+#[test]
+fn a_client_that_goes_away_cancels_its_build() -> TestResult {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
+        return Ok(());
+    };
+    let oxctl = oxkit_integration::locate_oxkitd()?.with_file_name("oxctl");
+    // Killed and reaped when dropped, whatever the test's path.
+    struct Client(std::process::Child);
+    impl Drop for Client {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut client = Client(
+        std::process::Command::new(oxctl)
+            .arg("--addr")
+            .arg(format!("unix://{}", fx.build_address().display()))
+            .args(["build", "--progress", "plain"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start oxctl"),
+    );
+    client
+        .0
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(&definition(&[("sleeper", "sleep 300")]))
+        .expect("write the definition");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running_tasks(&fx)?.is_empty() {
+        assert!(Instant::now() < deadline, "the step never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running = running_tasks(&fx)?;
+        if running.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the step still runs 20 s after its client went away: {running:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The daemon carries on.
+    let (ok, _, stderr) = build(
+        &fx,
+        &definition(&[("after", "true")]),
+        "docker.io/library/after:dev",
+    )?;
+    assert!(ok, "{stderr}");
+    Ok(())
+}

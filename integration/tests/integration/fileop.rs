@@ -3,7 +3,7 @@
 //! caching by the content of what a copy reads; symlinks in an image never lead a file op out of
 //! the snapshot; concurrent builds share a step that runs once.
 
-use crate::support::steps_done;
+use crate::support::{state_of, steps_done};
 use std::process::{Command, Stdio};
 
 use oxkit_integration::{locate_oxkitd, Fixture, FixtureError, TestResult};
@@ -16,20 +16,6 @@ fn build(fx: &Fixture, def: &[u8], image: &str) -> Result<(bool, String), Fixtur
     let output = format!("type=image,name={image}");
     let (ok, _, stderr) = fx.oxctl(&["build", "--progress", "plain", "--output", &output], def)?;
     Ok((ok, stderr))
-}
-
-/// How plain progress reports the vertex named `name`: `Some("CACHED")`, `Some("DONE")`, …
-fn state_of<'a>(progress: &'a str, name: &str) -> Option<&'a str> {
-    let number = progress.lines().find_map(|l| {
-        let (n, rest) = l.split_once(' ')?;
-        (rest == name && n.starts_with('#')).then_some(n)
-    })?;
-    progress.lines().find_map(|l| {
-        let rest = l.strip_prefix(number)?.strip_prefix(' ')?;
-        ["CACHED", "DONE", "ERROR"]
-            .into_iter()
-            .find(|s| rest.starts_with(s))
-    })
 }
 
 /// A base with user `app` (1000, group 1001) and group `staff` (1001); a source state whose

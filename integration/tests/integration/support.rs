@@ -1,5 +1,5 @@
 //! Helpers the test modules share: running an async test body, racing a cancellation, a build
-//! through `oxctl` that must succeed.
+//! through `oxctl` that must succeed, the state of a step in plain progress.
 
 use std::error::Error;
 use std::future::{poll_fn, Future};
@@ -56,4 +56,18 @@ pub fn steps_done(stderr: &str) -> usize {
         .filter_map(|l| l.strip_suffix('s')?.split_once(" DONE "))
         .filter(|(n, _)| Some(*n) != export.as_deref())
         .count()
+}
+
+/// How plain progress reports the vertex named `name`: `Some("CACHED")`, `Some("DONE")`, …
+pub fn state_of<'a>(progress: &'a str, name: &str) -> Option<&'a str> {
+    let number = progress.lines().find_map(|l| {
+        let (n, rest) = l.split_once(' ')?;
+        (rest == name && n.starts_with('#')).then_some(n)
+    })?;
+    progress.lines().find_map(|l| {
+        let rest = l.strip_prefix(number)?.strip_prefix(' ')?;
+        ["CACHED", "DONE", "ERROR"]
+            .into_iter()
+            .find(|s| rest.starts_with(s))
+    })
 }

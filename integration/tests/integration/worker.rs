@@ -27,7 +27,7 @@ type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
 const BUSYBOX: &str = "docker.io/library/busybox:test";
 
 /// A worker on a fresh lease of the fixture's containerd, with its scratch dir in the fixture's.
-async fn worker(fx: &Fixture) -> Result<(Worker, Lease)> {
+pub(crate) async fn worker(fx: &Fixture) -> Result<(Worker, Lease)> {
     let client = Client::connect(fx.containerd_address(), NAMESPACE).await?;
     let lease = client
         .leases()
@@ -41,12 +41,14 @@ async fn worker(fx: &Fixture) -> Result<(Worker, Lease)> {
         Arc::new(LinuxMounter),
         WorkerOptions {
             scratch_dir: fx.dir().join("worker"),
+            local_dir: fx.dir().join("local"),
+            git_dir: fx.dir().join("git"),
         },
     )?;
     Ok((worker, lease))
 }
 
-fn solver(worker: &Worker) -> Solver {
+pub(crate) fn solver(worker: &Worker) -> Solver {
     Solver::new(
         Arc::new(MemoryCacheStore::new()),
         Arc::new(worker.clone()),
@@ -120,7 +122,7 @@ async fn solve(worker: &Worker, solver: &Solver, state: &State) -> Result<Solved
 }
 
 /// Polls containerd until a task runs in the namespace.
-async fn wait_for_a_task(worker: &Worker) -> Result {
+pub(crate) async fn wait_for_a_task(worker: &Worker) -> Result {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if !worker.client().tasks().list().await?.is_empty() {
@@ -132,7 +134,7 @@ async fn wait_for_a_task(worker: &Worker) -> Result {
 
 /// Polls containerd (letting background cleanups run) until there is no container, no task and
 /// no active snapshot but cache mounts.
-async fn wait_until_clean(worker: &Worker) -> Result {
+pub(crate) async fn wait_until_clean(worker: &Worker) -> Result {
     let deadline = Instant::now() + Duration::from_secs(60);
     let client = worker.client();
     loop {

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use oxkit_containerd::{
     chain_ids, platform_manifest, rfc3339, Client, Descriptor, Digest, Image, Labels, Mount,
 };
@@ -164,8 +165,14 @@ impl ImageExporter {
         changes.apply(&mut config.0);
         let mut layers = base.map(|b| b.layers.clone()).unwrap_or_default();
         let now = rfc3339(SystemTime::now());
-        for snapshot in &new {
-            let (desc, diff_id) = self.write_layer(snapshot, compression).await?;
+        // Layers are independent: several are written at once (each compresses on a core of
+        // its own), and come back in order.
+        let written: Vec<(Descriptor, String)> = futures_util::stream::iter(new.clone())
+            .map(|snapshot: String| async move { self.write_layer(&snapshot, compression).await })
+            .buffered(LAYER_WRITERS)
+            .try_collect()
+            .await?;
+        for (snapshot, (desc, diff_id)) in new.iter().zip(written) {
             config.push_layer(&diff_id, &now, &format!("oxkit: snapshot {snapshot}"));
             layers.push(desc);
         }
@@ -388,31 +395,36 @@ impl ImageExporter {
         layers: &[Descriptor],
     ) -> Result<(), ExportError> {
         let sn = self.client.snapshots();
-        for (i, (id, layer)) in chain.iter().zip(layers).enumerate() {
+        // The snapshots below an existing one exist too (its parents): find the highest that
+        // exists, from the top down — after a rebuild that is the top, one call.
+        let mut have = 0;
+        for (i, id) in chain.iter().enumerate().rev() {
             match sn.stat(id).await {
-                Ok(_) => continue,
+                Ok(_) => {
+                    have = i + 1;
+                    break;
+                }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(ctr(format!("failed to stat snapshot {id}"))(e)),
             }
+        }
+        for (i, (id, layer)) in chain.iter().zip(layers).enumerate().skip(have) {
             let parent = (i > 0).then(|| chain[i - 1].as_str());
             let key = format!("export-apply-{}-{}", std::process::id(), unique());
             let mounts = sn
                 .prepare(&key, parent, &Labels::new())
                 .await
                 .map_err(ctr(format!("failed to prepare the snapshot of layer {id}")))?;
-            let applied = async {
-                self.client
-                    .diff()
-                    .apply(layer, &mounts)
-                    .await
-                    .map_err(ctr(format!("failed to apply layer {}", layer.digest)))?;
-                match sn.commit(id, &key, &Labels::new()).await {
-                    Err(e) if e.is_already_exists() => Ok(()),
-                    other => other.map_err(ctr(format!("failed to commit snapshot {id}"))),
-                }
-            }
-            .await;
-            if applied.is_err() || sn.stat(&key).await.is_ok() {
+            let applied = match self.client.diff().apply(layer, &mounts).await {
+                Ok(_) => match sn.commit(id, &key, &Labels::new()).await {
+                    Ok(()) => Ok(true),
+                    // Another export made it meanwhile; the key is left to remove.
+                    Err(e) if e.is_already_exists() => Ok(false),
+                    Err(e) => Err(ctr(format!("failed to commit snapshot {id}"))(e)),
+                },
+                Err(e) => Err(ctr(format!("failed to apply layer {}", layer.digest))(e)),
+            };
+            if !matches!(applied, Ok(true)) {
                 let _ = sn.remove(&key).await;
             }
             applied?;
@@ -420,6 +432,9 @@ impl ImageExporter {
         Ok(())
     }
 }
+
+/// How many layers are written at once.
+const LAYER_WRITERS: usize = 4;
 
 /// The upper directory of a committed oxkit snapshot, from the mounts of a view of it: a view of a
 /// single layer is a read-only bind of that layer, a view of more is an overlay whose first lower

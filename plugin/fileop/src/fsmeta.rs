@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// `lchown(path, uid, gid)`.
-pub(crate) fn lchown(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+pub fn lchown(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     rustix::fs::chownat(
         CWD,
         path,
@@ -18,7 +18,7 @@ pub(crate) fn lchown(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 }
 
 /// `chmod(path, mode)` for a path that is not a symlink (symlinks have no mode of their own).
-pub(crate) fn chmod(path: &Path, mode: u32) -> std::io::Result<()> {
+pub fn chmod(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
 }
 
@@ -30,7 +30,7 @@ fn timespec(nanos: i64) -> Timespec {
 }
 
 /// Sets access and modification time (Unix nanoseconds) without following a final symlink.
-pub(crate) fn set_times(path: &Path, atime: i64, mtime: i64) -> std::io::Result<()> {
+pub fn set_times(path: &Path, atime: i64, mtime: i64) -> std::io::Result<()> {
     rustix::fs::utimensat(
         CWD,
         path,

@@ -17,6 +17,7 @@ mod user;
 pub use action::{apply, owner_inputs, FileOpPlan, PlannedAction};
 pub use checksum::{content_checksum, ChecksumOptions};
 pub use error::FileOpError;
+pub use fsmeta::{chmod, lchown, set_times};
 pub use pattern::{glob_match, ExcludeMatcher, IncludeMatcher};
 pub use resolve::{resolve_in_root, resolve_parent_in_root};
 pub use upper::apply_upper;

@@ -112,7 +112,6 @@ fn clean_pattern(p: &str) -> String {
 struct ExcludePattern {
     text: String,
     exclusion: bool,
-    dirs: usize,
     re: Regex,
 }
 
@@ -143,7 +142,6 @@ impl ExcludeMatcher {
                 continue;
             }
             out.push(ExcludePattern {
-                dirs: text.split('/').count(),
                 re: compile(&text, true)?,
                 text,
                 exclusion,
@@ -152,15 +150,20 @@ impl ExcludeMatcher {
         Ok(ExcludeMatcher { patterns: out })
     }
 
-    /// Whether `rel` (relative, `/`-separated) matches, parents considered, later patterns winning.
+    /// Whether `rel` (relative, `/`-separated) matches, itself or through any of its parent
+    /// directories, later patterns winning: Docker's `patternmatcher.MatchesOrParentMatches`,
+    /// which BuildKit applies to build contexts (`**/cache` excludes `a/b/cache/x`).
     pub fn matches(&self, rel: &str) -> bool {
-        let parent_dirs: Vec<&str> = rel.split('/').collect();
         let mut matched = false;
         for p in &self.patterns {
-            let mut m = p.re.is_match(rel);
-            if !m && parent_dirs.len() > 1 && p.dirs < parent_dirs.len() {
-                m = p.re.is_match(&parent_dirs[..p.dirs].join("/"));
+            // Only a pattern that would flip the answer needs evaluating.
+            if p.exclusion != matched {
+                continue;
             }
+            let m = p.re.is_match(rel)
+                || rel
+                    .match_indices('/')
+                    .any(|(i, _)| p.re.is_match(&rel[..i]));
             if m {
                 matched = !p.exclusion;
             }
@@ -320,11 +323,18 @@ mod tests {
             ("docs/secret", true),
             ("docs/a/b/secret", true),
             ("docs/a/b/public", false),
+            // A parent at any depth counts (MatchesOrParentMatches).
+            ("x/docs/secret/file", false),
+            ("deep/build.o/inner", true),
             ("src/main.rs", false),
         ];
         for (p, want) in cases {
             assert_eq!(m.matches(p), *want, "{p}");
         }
+        let m = ex(&["**/cache", "!**/cache/keep"]);
+        assert!(m.matches("a/b/cache/x"));
+        assert!(m.matches("cache"));
+        assert!(!m.matches("a/cache/keep"));
         // Later patterns win.
         let m = ex(&["!keep", "*"]);
         assert!(m.matches("keep"));

@@ -211,6 +211,7 @@ fn run_with_mounts_and_outputs() {
         .mount(MountSpec::cache("/cargo/registry", "registry").sharing(CacheSharing::Locked))
         .mount(MountSpec::tmpfs("/tmp").size(1 << 20))
         .mount(MountSpec::secret("/run/secrets/npm", "npm").owner_mode(1000, 1000, 0o440))
+        .mount(MountSpec::secret("", "token").optional())
         .exec();
     let out = e
         .mount_output("/src/out")
@@ -274,8 +275,20 @@ fn run_with_mounts_and_outputs() {
             ("/src/out", Some(1)),
             ("/cargo/registry", None),
             ("/tmp", None),
-            ("/run/secrets/npm", None)
+            ("/run/secrets/npm", None),
+            ("/run/secrets/token", None)
         ]
+    );
+    assert_eq!(
+        x.mounts[6].kind,
+        MountKind::Secret(SecretMount {
+            id: "token".into(),
+            uid: 0,
+            gid: 0,
+            mode: 0o400,
+            optional: true
+        }),
+        "no destination: /run/secrets/<id>, root-owned, mode 0400"
     );
     assert_eq!(
         x.mounts[1].kind,

@@ -1,10 +1,11 @@
 //! The build API's client side, for `oxctl`: connecting to oxkitd, solving, showing progress,
 //! writing what the `oci` and `local` exporters stream back, and serving the build's client
-//! session (secrets), and image configs from the daemon's store for build descriptions
+//! session (secrets, local directories), and image configs from the daemon's store for build descriptions
 //! ([`BlockingImageResolver`]). The wire types stay here; callers see [`SolveOptions`], [`Progress`],
 //! [`DaemonInfo`], [`Destination`], [`ExportSink`] and [`SessionProvider`].
 
 mod export;
+mod local;
 mod progress;
 mod resolve;
 mod session;
@@ -22,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::proto::{self, control_client::ControlClient};
 
 pub use export::{Destination, ExportSink};
+pub use local::{client_id, context_digest, read_dockerignore, Attachables, LocalDir, LocalDirs};
 pub use progress::{ProgressMode, ProgressPrinter};
 pub use resolve::BlockingImageResolver;
 pub use session::{
@@ -46,6 +48,14 @@ pub enum ClientError {
         /// The transport error.
         #[source]
         source: tonic::transport::Error,
+    },
+    /// A `--local NAME=DIR` is malformed or unusable.
+    #[error("--local {spec}: {reason}")]
+    Local {
+        /// The option as given.
+        spec: String,
+        /// What is wrong.
+        reason: String,
     },
     /// An `--output` option the client handles (`dest`) is missing or malformed.
     #[error("{exporter} output option {key:?}: {reason}")]

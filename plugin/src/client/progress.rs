@@ -61,6 +61,9 @@ pub struct ProgressPrinter<W: Write> {
     /// (not in the order events come, which for cached steps is from the result backwards) and
     /// counts them all.
     planned: Vec<String>,
+    /// Output of vertices not seen yet (a local source logs its transfer while its cache key
+    /// is computed, before it starts or is cached), shown once they are.
+    early_logs: BTreeMap<String, Vec<u8>>,
     started: Instant,
     drawn_lines: usize,
 }
@@ -74,6 +77,7 @@ impl<W: Write> ProgressPrinter<W> {
             vertices: BTreeMap::new(),
             order: Vec::new(),
             planned: Vec::new(),
+            early_logs: BTreeMap::new(),
             started: Instant::now(),
             drawn_lines: 0,
         }
@@ -104,7 +108,22 @@ impl<W: Write> ProgressPrinter<W> {
                 state,
                 error,
                 ..
-            } => self.vertex(digest, name, *state, error),
+            } => {
+                let line = self.vertex(digest, name, *state, error);
+                match self.early_logs.remove(digest) {
+                    Some(data) => Some(
+                        line.unwrap_or_default() + &self.log(digest, &data).unwrap_or_default(),
+                    ),
+                    None => line,
+                }
+            }
+            Progress::Log { digest, data, .. } if !self.vertices.contains_key(digest) => {
+                self.early_logs
+                    .entry(digest.clone())
+                    .or_default()
+                    .extend_from_slice(data);
+                None
+            }
             Progress::Log { digest, data, .. } => self.log(digest, data),
             Progress::Result(_) | Progress::Export(_) => None,
         };

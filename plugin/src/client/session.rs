@@ -1,5 +1,5 @@
 //! The client's session: while its build runs, the client serves the daemon what only it has
-//! (secrets today; local directories next) on the `Session` stream. A [`SessionProvider`] says
+//! (secrets, local directories) on the `Session` stream. A [`SessionProvider`] says
 //! what is served; [`ClientSession`] runs the stream, answering the daemon's requests
 //! concurrently, until it is closed or dropped. [`Secrets`] is the provider of `--secret`.
 
@@ -19,6 +19,7 @@ use crate::proto::{
     self, control_client::ControlClient, session_client_message::Message, session_error::Code,
     session_request::Kind, session_response::Result as Answer,
 };
+use oxkit_localsync::{Entry, Filter, Range};
 
 /// Why the client could not serve a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +39,8 @@ pub struct Offers {
     pub local_dirs: Vec<String>,
     /// Ids of the secrets served.
     pub secrets: Vec<String>,
+    /// The client's stable id (see [`super::client_id`]); empty = the session's id.
+    pub client_id: String,
 }
 
 /// What the client serves in its session. Methods run when the daemon asks, possibly
@@ -50,6 +53,24 @@ pub trait SessionProvider: Send + Sync {
     /// The value of secret `id`.
     async fn get_secret(&self, id: &str) -> Result<Vec<u8>, ProvideError> {
         let _ = id;
+        Err(ProvideError::NotFound)
+    }
+
+    /// A page of the listing of local directory `name` through `filter`, from `cursor` (empty
+    /// for the first page); returns the entries and the next cursor (empty after the last).
+    async fn list_local(
+        &self,
+        name: &str,
+        filter: &Filter,
+        cursor: &str,
+    ) -> Result<(Vec<Entry>, String), ProvideError> {
+        let _ = (name, filter, cursor);
+        Err(ProvideError::NotFound)
+    }
+
+    /// Parts of regular files of local directory `name` that a listing sent.
+    async fn read_local(&self, name: &str, ranges: &[Range]) -> Result<Vec<Vec<u8>>, ProvideError> {
+        let _ = (name, ranges);
         Err(ProvideError::NotFound)
     }
 }
@@ -202,6 +223,7 @@ impl ClientSession {
                 session_id: id.clone(),
                 local_dirs: offers.local_dirs,
                 secrets: offers.secrets,
+                client_id: offers.client_id,
             })),
         });
         let requests = client
@@ -275,6 +297,41 @@ async fn answer(
             Err(ProvideError::NotFound) => error(Code::NotFound, format!("no secret {:?}", g.id)),
             Err(ProvideError::Failed(message)) => error(Code::Unknown, message),
         },
+        Some(Kind::ListLocal(l)) => {
+            let filter = Filter {
+                include: l.include_patterns,
+                exclude: l.exclude_patterns,
+                follow: l.follow_paths,
+            };
+            match provider.list_local(&l.name, &filter, &l.cursor).await {
+                Ok((entries, cursor)) => Answer::Listing(proto::LocalListing {
+                    entries: entries.into_iter().map(entry_to_wire).collect(),
+                    cursor,
+                }),
+                Err(ProvideError::NotFound) => {
+                    error(Code::NotFound, format!("no local directory {:?}", l.name))
+                }
+                Err(ProvideError::Failed(message)) => error(Code::Unknown, message),
+            }
+        }
+        Some(Kind::ReadLocal(r)) => {
+            let ranges: Vec<Range> = r
+                .ranges
+                .into_iter()
+                .map(|r| Range {
+                    path: r.path,
+                    offset: r.offset,
+                    len: r.length,
+                })
+                .collect();
+            match provider.read_local(&r.name, &ranges).await {
+                Ok(chunks) => Answer::Data(proto::LocalData { chunks }),
+                Err(ProvideError::NotFound) => {
+                    error(Code::NotFound, format!("no local directory {:?}", r.name))
+                }
+                Err(ProvideError::Failed(message)) => error(Code::Unknown, message),
+            }
+        }
         // A kind newer than this client.
         None => error(Code::Unimplemented, "unknown request".into()),
     };
@@ -284,8 +341,25 @@ async fn answer(
     }
 }
 
+/// A listing entry on the wire.
+fn entry_to_wire(e: Entry) -> proto::LocalEntry {
+    proto::LocalEntry {
+        path: e.path,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        size: e.size,
+        mtime_ns: e.mtime_ns,
+        ctime_ns: e.ctime_ns,
+        ino: e.ino,
+        dev: e.dev,
+        symlink_target: e.target,
+        hardlink_of: e.link,
+    }
+}
+
 /// 128 random bits in hex.
-fn random_id() -> std::io::Result<String> {
+pub(crate) fn random_id() -> std::io::Result<String> {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())

@@ -43,7 +43,8 @@ const CACHE_LEASE: &str = "oxkit-build-cache";
 /// What the build service needs to know.
 #[derive(Debug, Clone)]
 pub struct BuildConfig {
-    /// The daemon's root: the cache records (`cache.redb`) and the worker's scratch (`worker/`).
+    /// The daemon's root: the cache records (`cache.redb`), the worker's scratch (`worker/`) and
+    /// the copies of clients' local directories (`local/`).
     pub root: PathBuf,
     /// containerd's socket.
     pub containerd_address: PathBuf,
@@ -161,6 +162,8 @@ impl ControlService {
             mounter.clone(),
             WorkerOptions {
                 scratch_dir: c.root.join("worker"),
+                local_dir: c.root.join("local"),
+                git_dir: c.root.join("git"),
             },
         )
         .map_err(|e| Status::internal(e.to_string()))?;
@@ -271,7 +274,15 @@ impl Control for ControlService {
         };
         let root = self.config.root.clone();
         tokio::spawn(async move {
-            let result = build(&backend, &edge, options, export, base, &root, &tx).await;
+            // A client that goes away cancels its build (the steps only it waits for stop; a step
+            // another build shares goes on for that one).
+            let result = tokio::select! {
+                result = build(&backend, &edge, options, export, base, &root, &tx) => result,
+                () = tx.closed() => {
+                    tracing::info!("the client went away; its build is cancelled");
+                    return;
+                }
+            };
             let event = match result {
                 Ok(response) => Ok(proto::SolveEvent {
                     event: Some(proto::solve_event::Event::Result(proto::SolveResult {

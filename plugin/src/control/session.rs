@@ -14,6 +14,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
+use oxkit_worker::oxkit_localsync::{Entry, Filter, Range};
 pub use oxkit_worker::SessionError;
 
 use crate::proto::{
@@ -31,6 +32,8 @@ pub struct Offers {
     pub local_dirs: Vec<String>,
     /// Ids of the secrets the client serves.
     pub secrets: Vec<String>,
+    /// The client's stable id (the session's id when it gave none).
+    pub client_id: String,
 }
 
 /// A request to the client.
@@ -41,24 +44,67 @@ pub enum Request {
         /// The secret's id.
         id: String,
     },
+    /// A page of the listing of a local directory.
+    ListLocal {
+        /// The directory's name.
+        name: String,
+        /// What to send of it.
+        filter: Filter,
+        /// Where to go on (empty for the first page).
+        cursor: String,
+    },
+    /// Parts of files of a local directory.
+    ReadLocal {
+        /// The directory's name.
+        name: String,
+        /// The parts.
+        ranges: Vec<Range>,
+    },
 }
 
 impl Request {
     fn kind(&self) -> &'static str {
         match self {
             Request::GetSecret { .. } => "GetSecret",
+            Request::ListLocal { .. } => "ListLocal",
+            Request::ReadLocal { .. } => "ReadLocal",
         }
     }
 
     fn not_found(&self) -> String {
         match self {
             Request::GetSecret { id } => format!("secret {id:?}"),
+            Request::ListLocal { name, .. } | Request::ReadLocal { name, .. } => {
+                format!("local directory {name:?}")
+            }
         }
     }
 
     fn into_wire(self, id: u64) -> proto::SessionRequest {
         let kind = match self {
             Request::GetSecret { id } => Kind::GetSecret(proto::GetSecretRequest { id }),
+            Request::ListLocal {
+                name,
+                filter,
+                cursor,
+            } => Kind::ListLocal(proto::ListLocalRequest {
+                name,
+                include_patterns: filter.include,
+                exclude_patterns: filter.exclude,
+                follow_paths: filter.follow,
+                cursor,
+            }),
+            Request::ReadLocal { name, ranges } => Kind::ReadLocal(proto::ReadLocalRequest {
+                name,
+                ranges: ranges
+                    .into_iter()
+                    .map(|r| proto::ReadRange {
+                        path: r.path,
+                        offset: r.offset,
+                        length: r.len,
+                    })
+                    .collect(),
+            }),
         };
         proto::SessionRequest {
             id,
@@ -72,6 +118,28 @@ impl Request {
 pub enum Response {
     /// A secret's value.
     Secret(Vec<u8>),
+    /// A page of a listing and the cursor of the next (empty: the last page).
+    Listing(Vec<Entry>, String),
+    /// The bytes of each range asked for.
+    Data(Vec<Vec<u8>>),
+}
+
+/// A listing entry off the wire.
+fn entry_from_wire(e: proto::LocalEntry) -> Entry {
+    Entry {
+        path: e.path,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        size: e.size,
+        mtime_ns: e.mtime_ns,
+        ctime_ns: e.ctime_ns,
+        ino: e.ino,
+        dev: e.dev,
+        nlink: 0,
+        target: e.symlink_target,
+        link: e.hardlink_of,
+    }
 }
 
 /// The open sessions, by id. Cheap to clone; clones share the sessions.
@@ -219,6 +287,11 @@ impl SessionRegistry {
         let offers = Offers {
             local_dirs: open.local_dirs,
             secrets: open.secrets,
+            client_id: if open.client_id.is_empty() {
+                open.session_id.clone()
+            } else {
+                open.client_id
+            },
         };
         let (handle, requests) = self.open(&open.session_id, offers)?;
         let registry = self.clone();
@@ -322,14 +395,26 @@ impl SessionHandle {
         let _pending = Pending { handle: self, id };
         let response = rx.await.map_err(|_| closed())?;
         let session = self.inner.id.clone();
+        let mismatch = |answer: &str| SessionError::Protocol {
+            session: session.clone(),
+            request: kind.into(),
+            answer: answer.into(),
+        };
         match response.result {
             Some(Answer::Secret(v)) => match kind {
                 "GetSecret" => Ok(Response::Secret(v.data)),
-                _ => Err(SessionError::Protocol {
-                    session,
-                    request: kind.into(),
-                    answer: "a secret".into(),
-                }),
+                _ => Err(mismatch("a secret")),
+            },
+            Some(Answer::Listing(l)) => match kind {
+                "ListLocal" => Ok(Response::Listing(
+                    l.entries.into_iter().map(entry_from_wire).collect(),
+                    l.cursor,
+                )),
+                _ => Err(mismatch("a listing")),
+            },
+            Some(Answer::Data(d)) => match kind {
+                "ReadLocal" => Ok(Response::Data(d.chunks)),
+                _ => Err(mismatch("file data")),
             },
             Some(Answer::Error(e)) => Err(match Code::try_from(e.code).unwrap_or(Code::Unknown) {
                 Code::NotFound => SessionError::NotFound {
@@ -357,6 +442,50 @@ impl SessionHandle {
     pub async fn get_secret(&self, id: &str) -> Result<Vec<u8>, SessionError> {
         match self.call(Request::GetSecret { id: id.into() }).await? {
             Response::Secret(data) => Ok(data),
+            _ => unreachable!("call checks the answer's kind"),
+        }
+    }
+
+    /// The listing of the client's local directory `name` through `filter`, all pages.
+    pub async fn list_local(
+        &self,
+        name: &str,
+        filter: &Filter,
+    ) -> Result<Vec<Entry>, SessionError> {
+        let mut entries = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let request = Request::ListLocal {
+                name: name.into(),
+                filter: filter.clone(),
+                cursor: std::mem::take(&mut cursor),
+            };
+            match self.call(request).await? {
+                Response::Listing(page, next) => {
+                    entries.extend(page);
+                    if next.is_empty() {
+                        return Ok(entries);
+                    }
+                    cursor = next;
+                }
+                _ => unreachable!("call checks the answer's kind"),
+            }
+        }
+    }
+
+    /// Parts of files of the client's local directory `name`.
+    pub async fn read_local(
+        &self,
+        name: &str,
+        ranges: Vec<Range>,
+    ) -> Result<Vec<Vec<u8>>, SessionError> {
+        let request = Request::ReadLocal {
+            name: name.into(),
+            ranges,
+        };
+        match self.call(request).await? {
+            Response::Data(chunks) => Ok(chunks),
+            _ => unreachable!("call checks the answer's kind"),
         }
     }
 
@@ -397,6 +526,22 @@ impl oxkit_worker::ClientSession for SessionHandle {
 
     async fn get_secret(&self, id: &str) -> Result<Vec<u8>, SessionError> {
         SessionHandle::get_secret(self, id).await
+    }
+
+    fn client_id(&self) -> &str {
+        &self.inner.offers.client_id
+    }
+
+    async fn list_local(&self, name: &str, filter: &Filter) -> Result<Vec<Entry>, SessionError> {
+        SessionHandle::list_local(self, name, filter).await
+    }
+
+    async fn read_local(
+        &self,
+        name: &str,
+        ranges: Vec<Range>,
+    ) -> Result<Vec<Vec<u8>>, SessionError> {
+        SessionHandle::read_local(self, name, ranges).await
     }
 }
 
@@ -439,7 +584,7 @@ mod tests {
     fn get_secret_id(request: &proto::SessionRequest) -> &str {
         match &request.kind {
             Some(Kind::GetSecret(g)) => &g.id,
-            None => panic!("an empty request"),
+            other => panic!("not a secret request: {other:?}"),
         }
     }
 
@@ -574,6 +719,7 @@ mod tests {
                     session_id: "s1".into(),
                     local_dirs: vec!["context".into()],
                     secrets: vec!["token".into()],
+                    client_id: String::new(),
                 })),
             }))
             .unwrap();
@@ -583,6 +729,11 @@ mod tests {
             .unwrap();
         let handle = registry.get("s1").unwrap();
         assert_eq!(handle.offers().secrets, ["token"]);
+        assert_eq!(
+            handle.offers().client_id,
+            "s1",
+            "no client id: the session's"
+        );
         let call = tokio::spawn({
             let h = handle.clone();
             async move { h.get_secret("token").await }

@@ -85,6 +85,47 @@ pub enum WorkerError {
     /// A file action failed (the error names the action and its path inside the snapshot).
     #[error(transparent)]
     FileAction(#[from] oxkit_fileop::FileOpError),
+    /// A step needs a secret that the build's client does not provide.
+    #[error(
+        "secret {id:?} is required but the build's client does not provide it; pass it with \
+         `oxctl build --secret id={id},src=FILE` (or env=VAR), or make the mount optional"
+    )]
+    SecretNotFound {
+        /// The secret's id.
+        id: String,
+    },
+    /// Asking the build's client for a secret failed.
+    #[error("could not get secret {id:?} from the build's client: {source}")]
+    Secret {
+        /// The secret's id.
+        id: String,
+        /// The session's error.
+        #[source]
+        source: crate::session::SessionError,
+    },
+    /// A secret for an environment variable is not UTF-8 text.
+    #[error("secret {id:?} cannot be environment variable {name}: its value is not UTF-8 text")]
+    SecretNotText {
+        /// The secret's id.
+        id: String,
+        /// The variable.
+        name: String,
+    },
+    /// A git source failed (resolving, fetching or checking out).
+    #[error(transparent)]
+    Git(#[from] oxkit_git::GitError),
+    /// A git source's ref resolved to another commit than its `git.checksum`.
+    #[error("git ref {git_ref:?} of {remote} is commit {actual}, not the expected {expected}")]
+    GitChecksum {
+        /// The remote, without credentials.
+        remote: String,
+        /// The ref.
+        git_ref: String,
+        /// The expected commit (`git.checksum`).
+        expected: String,
+        /// What the ref resolved to.
+        actual: String,
+    },
     /// An input of the op is not a snapshot of this worker.
     #[error("input {index} is not a snapshot of this worker ({found})")]
     ForeignInput {

@@ -1,6 +1,6 @@
 //! The exec op: runs a process as a containerd container and task on a snapshot prepared on its
-//! root input, with bind, cache and tmpfs mounts, streams its output into the step's log, and
-//! commits the root (and read-write bind mounts with outputs) as its outputs.
+//! root input, with bind, cache, tmpfs and secret mounts and secret env, streams its output into
+//! the step's log, and commits the root (and read-write bind mounts with outputs) as its outputs.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +17,9 @@ use sha2::{Digest as _, Sha256};
 use crate::cache_mount::CacheUse;
 use crate::error::{Context as _, WorkerError};
 use crate::names::unique;
+use crate::secret;
+use crate::session::sessions;
+use crate::stubs::Stubs;
 use crate::tail::{LogWriter, Tail};
 use crate::user::{is_numeric, parse_group, parse_passwd, resolve_user, ResolvedUser};
 use crate::worker::{snapshot_inputs, SnapshotRef, Worker};
@@ -30,6 +33,8 @@ use crate::worker::{snapshot_inputs, SnapshotRef, Worker};
 /// Left out, because they do not change the result: the proxy environment (as BuildKit does),
 /// the content-cache hint of bind mounts, and everything in the vertex metadata (description,
 /// custom name, progress group). A cache mount's content is not keyed either: it is a cache.
+/// Nor are secrets' values, which the op does not carry: as in BuildKit, a new value of a secret
+/// does not invalidate the step (and no value can be recovered from a key).
 pub fn exec_cache_digest(op: &LlbExecOp) -> String {
     let mounts: Vec<_> = op
         .mounts
@@ -96,8 +101,9 @@ impl ExecOp {
     }
 }
 
-/// Rejects what the worker cannot run (secret mounts and env, extra hosts, ulimits, read-only or
-/// non-bind roots, selectors on the root, outputs of read-only/cache/tmpfs mounts).
+/// Rejects what the worker cannot run (extra hosts, ulimits, read-only or non-bind roots,
+/// selectors on the root, outputs of read-only/cache/tmpfs/secret mounts, secret env without a
+/// secret id or a variable name).
 fn check_op(op: &LlbExecOp) -> Result<(), WorkerError> {
     {
         let meta = &op.meta;
@@ -117,8 +123,19 @@ fn check_op(op: &LlbExecOp) -> Result<(), WorkerError> {
         if !meta.ulimits.is_empty() {
             return unsupported("ulimits in a run step");
         }
-        if !op.secret_env.is_empty() {
-            return unsupported("secret environment variables");
+        for e in &op.secret_env {
+            if e.id.is_empty() {
+                return Err(WorkerError::InvalidOp(format!(
+                    "secret id missing for environment variable {:?}",
+                    e.name
+                )));
+            }
+            if e.name.is_empty() || e.name.contains('=') {
+                return Err(WorkerError::InvalidOp(format!(
+                    "secret {:?} has an invalid environment variable name {:?}",
+                    e.id, e.name
+                )));
+            }
         }
         let roots = op.mounts.iter().filter(|m| m.dest == "/").count();
         if roots != 1 {
@@ -128,8 +145,14 @@ fn check_op(op: &LlbExecOp) -> Result<(), WorkerError> {
         }
         for m in &op.mounts {
             match &m.kind {
-                MountKind::Secret(s) => {
-                    return unsupported(&format!("secret mount {:?} at {}", s.id, m.dest))
+                MountKind::Secret(s) if m.dest == "/" => {
+                    return unsupported(&format!("secret {:?} as the root mount", s.id))
+                }
+                MountKind::Secret(s) if m.output.is_some() => {
+                    return Err(WorkerError::InvalidOp(format!(
+                        "secret mount {:?} at {} has an output",
+                        s.id, m.dest
+                    )));
                 }
                 MountKind::Bind { selector, .. } if m.dest == "/" => {
                     if !matches!(selector.as_str(), "" | "/") {
@@ -161,14 +184,15 @@ fn check_op(op: &LlbExecOp) -> Result<(), WorkerError> {
     }
 }
 
-/// What a running step holds: snapshots to commit or remove, host mount points to unmount, and
-/// cache uses. Cleaned up by [`Held::release`]; if the step's future is dropped first, the same
-/// cleanup is spawned on the runtime.
+/// What a running step holds: snapshots to commit or remove, host mount points to unmount (its
+/// secrets tmpfs among them), and cache uses. Cleaned up by [`Held::release`]; if the step's
+/// future is dropped first, the same cleanup is spawned on the runtime.
 struct Held {
     worker: Worker,
     /// Active snapshots and views, with the output index each becomes (if any).
     snapshots: Vec<(String, Option<usize>)>,
-    /// Host mount points, in mount order.
+    /// Host mount points, in mount order: snapshots, and the tmpfs holding the step's secret
+    /// files (so a secret leaves the host with the step, whichever way it ends).
     mounted: Vec<PathBuf>,
     caches: Vec<CacheUse>,
     /// The step's container, once created: a cancelled step's cleanup waits for it to be gone
@@ -461,6 +485,17 @@ impl ExecOp {
             .map_err(|e| WorkerError::InvalidOp(e.to_string()))?
     }
 
+    /// Whether `dest` lies inside a non-root mount other than a secret's (where the runtime
+    /// creates its mount stub, not in the root).
+    fn under_other_mount(&self, dest: &str) -> bool {
+        self.op.mounts.iter().any(|m| {
+            m.dest != "/"
+                && m.dest != dest
+                && !matches!(m.kind, MountKind::Secret(_))
+                && Path::new(dest).starts_with(&m.dest)
+        })
+    }
+
     /// Starts a use of cache mount `id`, creating its snapshot on first use, and mounts it.
     async fn attach_cache(
         &self,
@@ -516,6 +551,10 @@ impl ExecOp {
         held: &mut Held,
     ) -> Result<(), WorkerError> {
         let meta = &self.op.meta;
+        // Secrets first: a missing one fails the step before any snapshot work.
+        let sessions = sessions(ctx);
+        let secret_files = secret::load_files(&sessions, &self.op.mounts).await?;
+        let secret_env = secret::env_vars(&sessions, &self.op.secret_env).await?;
         let root = self
             .op
             .mounts
@@ -559,6 +598,9 @@ impl ExecOp {
                 }
             }
         }
+        // Secret env goes last, as in BuildKit. The values travel to runc in the container's
+        // spec — containerd keeps it in the container record, which is deleted with the step.
+        env.extend(secret_env);
         let mut spec = SpecBuilder::new(meta.args.clone())
             .root_path(root_dir.display().to_string())
             .env(env)
@@ -577,6 +619,15 @@ impl ExecOp {
         if let Some(group) = shim_group.group() {
             spec = spec.annotation(RUNC_GROUP_ANNOTATION, group);
         }
+        let secret_paths =
+            secret::materialize(&self.worker, secret_files, &mut held.mounted).await?;
+        let stubs = Stubs::record(
+            &root_dir,
+            secret_paths
+                .iter()
+                .map(|(dest, _)| dest.as_str())
+                .filter(|dest| !self.under_other_mount(dest)),
+        );
         // Parents before children, so that a mount inside another one lands on top of it.
         let mut mounts: Vec<&Mount> = self.op.mounts.iter().filter(|m| m.dest != "/").collect();
         mounts.sort_by_key(|m| Path::new(&m.dest).components().count());
@@ -622,7 +673,15 @@ impl ExecOp {
                     destination: m.dest.clone(),
                     size: *size,
                 },
-                MountKind::Secret(_) => unreachable!("rejected by check"),
+                MountKind::Secret(_) => match secret_paths.iter().find(|(d, _)| *d == m.dest) {
+                    Some((_, source)) => SpecMount::Bind {
+                        source: source.clone(),
+                        destination: m.dest.clone(),
+                        read_only: true,
+                    },
+                    // An optional secret the client does not have: no mount.
+                    None => continue,
+                },
             };
             spec = spec.mount(spec_mount);
         }
@@ -654,6 +713,9 @@ impl ExecOp {
         // Deleting the task closes its output pipes; the rest of containerd's clean-up (and the
         // container's deletion) need not hold up the build.
         self.worker.shims().finish(exited, shim_group);
+        if let Err(e) = tokio::task::spawn_blocking(move || stubs.remove()).await {
+            tracing::warn!(error = %e, "could not remove the step's mount stubs");
+        }
         pipes
             .finish()
             .await
@@ -706,7 +768,7 @@ impl Op for ExecOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oxkit_llb::op::{ContentCache, ExecMeta, ProxyEnv};
+    use oxkit_llb::op::{ContentCache, ExecMeta, ProxyEnv, SecretEnv, SecretMount};
 
     fn base() -> LlbExecOp {
         LlbExecOp {
@@ -814,19 +876,112 @@ mod tests {
         assert_eq!(exec_cache_digest(&sandbox), exec_cache_digest(&host));
     }
 
-    #[test]
-    fn unsupported_fields_are_rejected_before_any_work() {
-        let mut op = base();
-        op.mounts.push(Mount {
-            dest: "/run/secrets/x".into(),
-            kind: MountKind::Secret(Default::default()),
-            readonly: true,
+    fn secret_mount(dest: &str, secret: SecretMount) -> Mount {
+        Mount {
+            dest: dest.into(),
+            kind: MountKind::Secret(secret),
+            readonly: false,
             output: None,
+        }
+    }
+
+    fn with_secrets() -> LlbExecOp {
+        let mut op = base();
+        op.mounts.push(secret_mount(
+            "/run/secrets/tok",
+            SecretMount {
+                id: "tok".into(),
+                uid: 0,
+                gid: 0,
+                mode: 0o400,
+                optional: false,
+            },
+        ));
+        op.secret_env.push(SecretEnv {
+            id: "tok".into(),
+            name: "TOKEN".into(),
+            optional: false,
         });
+        op
+    }
+
+    #[test]
+    fn secret_ids_and_options_change_the_cache_digest() {
+        let d = exec_cache_digest(&with_secrets());
+        assert_ne!(d, exec_cache_digest(&base()));
+        type Change = Box<dyn Fn(&mut LlbExecOp)>;
+        // A change of the secret mount's options.
+        let secret = |f: fn(&mut SecretMount)| -> Change {
+            Box::new(move |o| {
+                if let MountKind::Secret(s) = &mut o.mounts[1].kind {
+                    f(s)
+                }
+            })
+        };
+        let changes: Vec<(&str, Change)> = vec![
+            (
+                "dest",
+                Box::new(|o| o.mounts[1].dest = "/run/secrets/x".into()),
+            ),
+            ("id", secret(|s| s.id = "other".into())),
+            ("uid", secret(|s| s.uid = 1000)),
+            ("gid", secret(|s| s.gid = 1000)),
+            ("mode", secret(|s| s.mode = 0o444)),
+            ("optional", secret(|s| s.optional = true)),
+            ("env id", Box::new(|o| o.secret_env[0].id = "other".into())),
+            ("env name", Box::new(|o| o.secret_env[0].name = "T".into())),
+            (
+                "env optional",
+                Box::new(|o| o.secret_env[0].optional = true),
+            ),
+        ];
+        for (what, change) in changes {
+            let mut op = with_secrets();
+            change(&mut op);
+            assert_ne!(exec_cache_digest(&op), d, "{what} must change the digest");
+        }
+    }
+
+    /// The key is made of the op alone, which names secrets but never carries their values: the
+    /// same op keys the same whatever the client serves (see the integration test
+    /// `secret::a_secret_reaches_its_step_and_nowhere_else`), and shows no secret material.
+    #[test]
+    fn the_cache_digest_names_secrets_and_holds_no_value() {
+        assert_eq!(
+            exec_cache_digest(&with_secrets()),
+            exec_cache_digest(&with_secrets())
+        );
+        let digest = exec_cache_digest(&with_secrets());
+        assert!(digest.starts_with("oxkit.exec.v1:sha256:"));
+        assert_eq!(digest.len(), "oxkit.exec.v1:sha256:".len() + 64);
+    }
+
+    #[test]
+    fn secrets_pass_the_check_and_misuses_are_rejected() {
+        assert!(check_only(&with_secrets()).is_ok());
+        let mut op = with_secrets();
+        op.secret_env[0].id.clear();
+        let err = check_only(&op).unwrap_err().to_string();
+        assert!(
+            err.contains("secret id missing") && err.contains("TOKEN"),
+            "{err}"
+        );
+        let mut op = with_secrets();
+        op.secret_env[0].name = "A=B".into();
+        assert!(check_only(&op).is_err());
+        let mut op = with_secrets();
+        op.mounts[1].output = Some(1);
         assert!(check_only(&op)
             .unwrap_err()
             .to_string()
-            .contains("secret mount"));
+            .contains("has an output"));
+        let mut op = with_secrets();
+        op.mounts[0] = secret_mount("/", SecretMount::default());
+        assert!(check_only(&op).is_err());
+    }
+
+    #[test]
+    fn unsupported_fields_are_rejected_before_any_work() {
         let mut op = base();
         op.mounts.clear();
         assert!(check_only(&op)

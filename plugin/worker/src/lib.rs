@@ -1,21 +1,27 @@
 //! oxkit's worker: adapts containerd to the solver. It owns the leased containerd client, the
 //! mounter and a scratch directory; it turns LLB vertices into solver ops — the image source
-//! ([`ImageSourceOp`]), the exec op ([`ExecOp`]), the file op ([`FileOpOp`], which applies
+//! ([`ImageSourceOp`]), the local source ([`LocalSourceOp`], a client directory synced by
+//! `oxkit-localsync`), the git source ([`GitSourceOp`], a commit fetched and checked out by
+//! `oxkit-git`), the exec op ([`ExecOp`]), the file op ([`FileOpOp`], which applies
 //! `oxkit-fileop`'s actions to snapshots) and the merge op ([`MergeOp`]) — whose outputs are
 //! committed snapshots ([`SnapshotRef`]), and loads recorded results back ([`Worker`] is the
-//! solver's `ResultLoader`). Ops reach the build's client (its secrets) through a
-//! [`ClientSession`] that the daemon attaches to each solve.
+//! solver's `ResultLoader`). Ops reach the build's client (its secrets and local directories)
+//! through a [`ClientSession`] that the daemon attaches to each solve.
 
 mod cache_mount;
 mod error;
 mod exec;
 mod file;
+mod git;
 mod held;
 mod image;
+mod local;
 mod merge;
 mod names;
+mod secret;
 mod session;
 mod shim;
+mod stubs;
 mod tail;
 mod user;
 mod worker;
@@ -23,7 +29,9 @@ mod worker;
 pub use error::WorkerError;
 pub use exec::{exec_cache_digest, ExecOp};
 pub use file::{file_cache_map, FileOpOp};
+pub use git::GitSourceOp;
 pub use image::{chain_ids, ImageConfig, ImageSourceOp, ResolvedImage};
+pub use local::{LocalSourceError, LocalSourceOp};
 pub use merge::{merge_cache_map, MergeOp};
 pub use session::{sessions, ClientSession, SessionError, SessionRef};
 pub use user::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
@@ -31,7 +39,7 @@ pub use worker::{OpFor, SnapshotRef, Worker, WorkerOptions};
 
 /// The crates whose types appear in this API (LLB graphs, solver ops and outputs, containerd
 /// client), for callers that do not depend on them directly.
-pub use {oxkit_containerd, oxkit_llb, oxkit_solver};
+pub use {oxkit_containerd, oxkit_llb, oxkit_localsync, oxkit_solver};
 
 /// The channel solve progress travels on (`oxkit_solver::SolveOptions::progress`), for callers
 /// without their own tokio dependency.

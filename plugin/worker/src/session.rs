@@ -1,11 +1,12 @@
 //! [`ClientSession`]: what the client of a build serves the worker's ops while the build runs
-//! (secrets today; local directories and registry credentials later), and how asking for it
+//! (secrets, local directories; registry credentials later), and how asking for it
 //! fails ([`SessionError`]). The daemon's build API implements it over its Session stream; ops
 //! find it on their [`OpContext`](oxkit_solver::OpContext) with [`sessions`].
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use oxkit_localsync::{Entry, Filter, Range};
 use oxkit_solver::OpContext;
 
 /// A build client's session, as ops use it. Each call asks the client and waits for its answer;
@@ -18,6 +19,37 @@ pub trait ClientSession: Send + Sync {
     /// The value of secret `id`. Fails with [`SessionError::NotFound`] when the client has no
     /// such secret, and with [`SessionError::Closed`] once the client has gone away.
     async fn get_secret(&self, id: &str) -> Result<Vec<u8>, SessionError>;
+
+    /// The client's stable id (the same across its sessions): the daemon's copies of local
+    /// directories are kept per client id. Defaults to the session's id.
+    fn client_id(&self) -> &str {
+        self.id()
+    }
+
+    /// The whole listing of local directory `name` through `filter` (the client applies it:
+    /// nothing excluded is sent). Fails with [`SessionError::NotFound`] when the client serves
+    /// no such directory.
+    async fn list_local(&self, name: &str, filter: &Filter) -> Result<Vec<Entry>, SessionError> {
+        let _ = (name, filter);
+        Err(SessionError::Unimplemented {
+            session: self.id().to_string(),
+            request: "ListLocal".into(),
+        })
+    }
+
+    /// Parts of regular files of local directory `name` that a listing named, one buffer per
+    /// range in order (a short one: the file shrank).
+    async fn read_local(
+        &self,
+        name: &str,
+        ranges: Vec<Range>,
+    ) -> Result<Vec<Vec<u8>>, SessionError> {
+        let _ = (name, ranges);
+        Err(SessionError::Unimplemented {
+            session: self.id().to_string(),
+            request: "ReadLocal".into(),
+        })
+    }
 }
 
 /// A shared [`ClientSession`]: what a solve carries as its session (`SolveOptions::session`).

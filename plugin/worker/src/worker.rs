@@ -16,7 +16,9 @@ use crate::cache_mount::CacheMounts;
 use crate::error::WorkerError;
 use crate::exec::ExecOp;
 use crate::file::FileOpOp;
+use crate::git::GitSourceOp;
 use crate::image::{ImageConfig, ImageSourceOp};
+use crate::local::LocalSourceOp;
 use crate::merge::MergeOp;
 use crate::shim::ShimGroup;
 
@@ -123,6 +125,12 @@ pub struct WorkerOptions {
     /// A directory of the daemon's (e.g. `<root>/worker`) for FIFOs and mount points; created if
     /// missing. It must be on the host the shims run on.
     pub scratch_dir: PathBuf,
+    /// Where the copies of clients' local directories are kept between builds (e.g.
+    /// `<root>/local`); created when first needed.
+    pub local_dir: PathBuf,
+    /// Where the shared bare repositories of git sources are kept, one per remote (e.g.
+    /// `<root>/git`); created if missing.
+    pub git_dir: PathBuf,
 }
 
 /// Runs ops on containerd snapshots. Cheap to clone; clones share everything.
@@ -137,6 +145,8 @@ pub(crate) struct Inner {
     scratch: PathBuf,
     pub(crate) caches: CacheMounts,
     shims: Arc<ShimGroup>,
+    local: oxkit_localsync::Store,
+    git: oxkit_git::GitCache,
 }
 
 impl std::fmt::Debug for Worker {
@@ -173,6 +183,8 @@ impl Worker {
                 mounter,
                 scratch: options.scratch_dir,
                 caches: CacheMounts::default(),
+                local: oxkit_localsync::Store::new(options.local_dir),
+                git: oxkit_git::GitCache::new(options.git_dir, Default::default())?,
             }),
         })
     }
@@ -206,11 +218,22 @@ impl Worker {
         self.inner.scratch.join("mnt").join(name)
     }
 
+    /// The copies of clients' local directories.
+    pub(crate) fn local_store(&self) -> &oxkit_localsync::Store {
+        &self.inner.local
+    }
+
+    /// The shared bare repositories of git sources.
+    pub(crate) fn git(&self) -> &oxkit_git::GitCache {
+        &self.inner.git
+    }
+
     pub(crate) fn caches(&self) -> &CacheMounts {
         &self.inner.caches
     }
 
-    /// The solver op of `vertex`: an [`ImageSourceOp`] for `docker-image://` sources, an
+    /// The solver op of `vertex`: an [`ImageSourceOp`] for `docker-image://` sources, a
+    /// [`LocalSourceOp`] for `local://` sources, a [`GitSourceOp`] for git sources, an
     /// [`ExecOp`] for exec ops, a [`FileOpOp`] for file ops and a [`MergeOp`] for merge ops.
     /// Other sources are not this worker's ([`WorkerError::Unsupported`]): the daemon maps them
     /// to their own crates.
@@ -222,6 +245,10 @@ impl Worker {
                     image.reference.clone(),
                     vertex.platform.clone().unwrap_or_else(Platform::host),
                 ))),
+                Source::Local(local) => {
+                    Ok(Arc::new(LocalSourceOp::new(self.clone(), local.clone())))
+                }
+                Source::Git(git) => Ok(Arc::new(GitSourceOp::new(self.clone(), git.clone())?)),
                 other => Err(WorkerError::Unsupported {
                     what: format!("the {} source ({})", other.scheme(), source.identifier),
                 }),

@@ -8,6 +8,9 @@ use crate::op::{
 };
 use std::sync::Arc;
 
+/// Where a secret mount goes when [`MountSpec::secret`] is given no destination.
+const DEFAULT_SECRETS_DIR: &str = "/run/secrets";
+
 /// A mount to add to a `run` step.
 #[derive(Clone, Debug)]
 pub struct MountSpec {
@@ -58,10 +61,18 @@ impl MountSpec {
         }
     }
 
-    /// The secret `id` as a file at `dest` (root-owned, mode 0400 unless changed).
+    /// The secret `id` as a file at `dest`, or at `/run/secrets/<id>` when `dest` is empty
+    /// (root-owned, mode 0400 unless changed; BuildKit's `llb.AddSecret(dest, llb.SecretID(id))`).
+    /// The file lives on a tmpfs for the step only: it is never part of the step's result, and
+    /// its value is not part of the step's cache key.
     pub fn secret(dest: &str, id: &str) -> MountSpec {
+        let dest = if dest.is_empty() {
+            format!("{DEFAULT_SECRETS_DIR}/{id}")
+        } else {
+            dest.to_owned()
+        };
         MountSpec {
-            dest: dest.into(),
+            dest,
             kind: SpecKind::Secret(SecretMount {
                 id: id.into(),
                 uid: 0,
@@ -104,7 +115,7 @@ impl MountSpec {
         self
     }
 
-    /// For a secret mount: owner and mode of the file.
+    /// For a secret mount: owner and mode of the file (`llb.SecretFileOpt(uid, gid, mode)`).
     pub fn owner_mode(mut self, uid: u32, gid: u32, mode: u32) -> MountSpec {
         if let SpecKind::Secret(s) = &mut self.kind {
             (s.uid, s.gid, s.mode) = (uid, gid, mode);
@@ -112,7 +123,8 @@ impl MountSpec {
         self
     }
 
-    /// For a secret mount: a missing secret is not an error.
+    /// For a secret mount: a missing secret is not an error (`llb.SecretOptional`); the step runs
+    /// without the file.
     pub fn optional(mut self) -> MountSpec {
         if let SpecKind::Secret(s) = &mut self.kind {
             s.optional = true;
@@ -201,7 +213,9 @@ impl Run {
         self
     }
 
-    /// Exposes the secret `id` as the environment variable `name`.
+    /// Exposes the secret `id` as the environment variable `name` of this step only
+    /// (`llb.AddSecretEnv`); when `optional` and the client has no such secret, `name` is set
+    /// to the empty string, as in BuildKit. The value is not part of the step's cache key.
     pub fn secret_env(mut self, id: &str, name: &str, optional: bool) -> Run {
         self.secret_env.push(SecretEnv {
             id: id.into(),
