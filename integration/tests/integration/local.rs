@@ -53,7 +53,10 @@ fn build(fx: &Fixture, ctx: &Path, name: &str) -> Result<(String, String, f64), 
         &definition(),
     )?;
     assert!(ok, "build of {name} failed:\n{stderr}");
-    if let Some(line) = stderr.lines().find(|l| l.contains("local://context: ")) {
+    // The steps' times and the transfer, for the figures in reports.
+    for line in stderr.lines().filter(|l| {
+        l.contains("local://context: ") || l.contains(" DONE ") || l.ends_with("CACHED")
+    }) {
         eprintln!("{name}: {line}");
     }
     Ok((stdout, stderr, started.elapsed().as_secs_f64()))

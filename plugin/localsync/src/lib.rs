@@ -16,7 +16,7 @@ mod walk;
 pub use entry::{Entry, Kind};
 pub use error::SyncError;
 pub use listing::Listing;
-pub use store::{Copy, Range, Source, Store, Synced, CHUNK};
+pub use store::{Copy, Range, Source, Store, Synced, Written, CHUNK};
 pub use walk::{read_range, walk, Filter, WalkError};
 
 #[cfg(test)]

@@ -70,6 +70,17 @@ struct Recorded {
     hash: String,
 }
 
+/// A snapshot the copy was written into, and the listing written: the base of the next.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Written {
+    version: u32,
+    /// The snapshot's name.
+    pub name: String,
+    /// How many snapshots deep its chain of incremental writes is (1: written whole).
+    pub depth: u32,
+    entries: Vec<Recorded>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     version: u32,
@@ -382,13 +393,47 @@ impl Copy {
     /// symlinks and hard links, with the listing's permission bits, owners and modification
     /// times. Fails if the copy is dirty.
     pub fn materialize(&self, dest: &Path) -> Result<(), SyncError> {
+        self.materialize_from(dest, &[])
+    }
+
+    /// Makes `dest`, which holds what `base` was written with (a snapshot prepared on it),
+    /// hold the synced tree, writing only what differs. Fails if the copy is dirty.
+    pub fn materialize_onto(&self, dest: &Path, base: &Written) -> Result<(), SyncError> {
+        self.materialize_from(dest, &base.entries)
+    }
+
+    fn materialize_from(&self, dest: &Path, base: &[Recorded]) -> Result<(), SyncError> {
         if !self.dirty.is_empty() {
             return Err(SyncError::Record {
                 path: self.dir.join("dirty.json"),
                 reason: "the last sync did not finish; sync again".into(),
             });
         }
-        crate::materialize::materialize(&self.tree(), self.record.iter().map(|r| &r.entry), dest)
+        crate::materialize::materialize(&self.tree(), &placed(&self.record), &placed(base), dest)
+    }
+
+    /// What was last written into a snapshot (see [`Copy::set_written`]), if recorded.
+    pub fn written(&self) -> Option<Written> {
+        let raw = std::fs::read(self.dir.join("written.json")).ok()?;
+        let w: Written = serde_json::from_slice(&raw).ok()?;
+        (w.version == RECORD_VERSION).then_some(w)
+    }
+
+    /// Records that the synced tree was written into snapshot `name`, `depth` snapshots deep
+    /// (1: written whole), for [`Copy::materialize_onto`] next time.
+    pub fn set_written(&self, name: &str, depth: u32) -> Result<(), SyncError> {
+        let w = Written {
+            version: RECORD_VERSION,
+            name: name.to_string(),
+            depth,
+            entries: self.record.clone(),
+        };
+        let path = self.dir.join("written.json");
+        let raw = serde_json::to_vec(&w).map_err(|e| SyncError::Record {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&path, &raw)
     }
 }
 
@@ -451,15 +496,7 @@ const O_NOFOLLOW: i32 = 0o400000;
 
 /// Removes whatever is at `path` (a directory with its content); absent is fine.
 fn remove_any(path: &Path) -> Result<(), SyncError> {
-    let r = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) => Err(e),
-    };
-    match r {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SyncError::io("remove", path, e)),
-        _ => Ok(()),
-    }
+    crate::materialize::remove_any(path).map_err(|e| SyncError::io("remove", path, e))
 }
 
 /// Fetches the contents of `files` (already created, empty) into `tree`, many small files to a
@@ -564,6 +601,11 @@ async fn fetch_contents(
         hashes.extend(written.1);
     }
     Ok((total, hashes))
+}
+
+/// Entries as [`crate::materialize`] takes them.
+fn placed(r: &[Recorded]) -> Vec<(&Entry, &str)> {
+    r.iter().map(|r| (&r.entry, r.hash.as_str())).collect()
 }
 
 fn hash_file(path: &Path) -> Result<String, SyncError> {

@@ -87,6 +87,27 @@ impl Env {
         (synced, dest)
     }
 
+    /// Files, a directory, a symlink and a file to hard-link later, for [`Env::change`].
+    fn before_changes(&self) {
+        self.write("keep", "k");
+        self.write("gone/x", "x");
+        self.write("old name", "r");
+        self.write("mode", "m");
+        self.write("linked", "l");
+        std::os::unix::fs::symlink("keep", self.client.join("sym")).unwrap();
+    }
+
+    /// Deletes a directory, renames, chmods, retargets the symlink and adds a hard link.
+    fn change(&self) {
+        let c = &self.client;
+        std::fs::remove_dir_all(c.join("gone")).unwrap();
+        std::fs::rename(c.join("old name"), c.join("new name")).unwrap();
+        std::fs::set_permissions(c.join("mode"), PermissionsExt::from_mode(0o751)).unwrap();
+        std::fs::remove_file(c.join("sym")).unwrap();
+        std::os::unix::fs::symlink("mode", c.join("sym")).unwrap();
+        std::fs::hard_link(c.join("linked"), c.join("linked2")).unwrap();
+    }
+
     async fn sync(&mut self) -> (Synced, PathBuf) {
         let source = DirSource::new(&self.client);
         self.sync_with(&Filter::default(), &source).await
@@ -163,20 +184,10 @@ async fn an_edit_keeping_size_and_mtime_is_caught_by_ctime() {
 #[tokio::test]
 async fn deletes_renames_chmods_symlinks_hard_links_and_odd_names_propagate() {
     let mut env = Env::new();
-    env.write("keep", "k");
-    env.write("gone/x", "x");
-    env.write("old name", "r");
-    env.write("mode", "m");
-    env.write("linked", "l");
-    std::os::unix::fs::symlink("keep", env.client.join("sym")).unwrap();
+    env.before_changes();
     env.sync().await;
 
-    std::fs::remove_dir_all(env.client.join("gone")).unwrap();
-    std::fs::rename(env.client.join("old name"), env.client.join("new name")).unwrap();
-    std::fs::set_permissions(env.client.join("mode"), PermissionsExt::from_mode(0o751)).unwrap();
-    std::fs::remove_file(env.client.join("sym")).unwrap();
-    std::os::unix::fs::symlink("mode", env.client.join("sym")).unwrap();
-    std::fs::hard_link(env.client.join("linked"), env.client.join("linked2")).unwrap();
+    env.change();
     env.write("ünï cödé\nnewline", "odd");
     std::fs::create_dir(env.client.join("empty dir")).unwrap();
     let (synced, dest) = env.sync().await;
@@ -331,4 +342,39 @@ async fn hostile_listings_write_nothing_outside_the_copy() {
     for p in ["../outside/secret", "/etc/passwd", "out/secret"] {
         assert!(read_range(&env.client, p, 0, 10).is_err(), "{p}");
     }
+}
+
+#[tokio::test]
+async fn writing_onto_the_last_written_tree_gives_the_same_tree_as_writing_it_whole() {
+    let env = Env::new();
+    env.before_changes();
+    env.write("becomes dir", "f");
+    let key = Store::key("c", "ctx", "");
+    let source = DirSource::new(&env.client);
+    let tree = env.out.join("incremental");
+    std::fs::create_dir(&tree).unwrap();
+    {
+        let listing = Listing::new(walk(&env.client, &Filter::default()).unwrap()).unwrap();
+        let mut copy = env.store.open(&key).await.unwrap();
+        copy.sync(listing, &source, false).await.unwrap();
+        assert!(copy.written().is_none());
+        copy.materialize(&tree).unwrap();
+        copy.set_written("snap-1", 1).unwrap();
+    }
+    env.change();
+    std::fs::remove_file(env.client.join("becomes dir")).unwrap();
+    env.write("becomes dir/inside", "i");
+    env.write("keep", "K");
+    let listing = Listing::new(walk(&env.client, &Filter::default()).unwrap()).unwrap();
+    let mut copy = env.store.open(&key).await.unwrap();
+    copy.sync(listing, &source, false).await.unwrap();
+    let written = copy.written().unwrap();
+    assert_eq!((written.name.as_str(), written.depth), ("snap-1", 1));
+    copy.materialize_onto(&tree, &written).unwrap();
+    assert_same(&env.client, &tree);
+    let (a, b) = (
+        std::fs::metadata(tree.join("linked")).unwrap(),
+        std::fs::metadata(tree.join("linked2")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "hard link kept");
 }

@@ -3,7 +3,8 @@
 //! patterns, the daemon's copy for (client, name) fetches only what changed
 //! (`oxkit-localsync`) — and is keyed by the content digest of what was received, so touching a
 //! file or changing an excluded one keeps the cache. On a miss, exec writes the copy into a new
-//! snapshot.
+//! snapshot, prepared on the last one written from the same copy so that only what changed is
+//! written.
 
 use std::sync::Arc;
 
@@ -213,24 +214,58 @@ impl LocalSourceOp {
             }
             copy = again;
         }
+        // The last snapshot this copy was written into is the base of the next: only what
+        // changed is written (a chain at most MAX_DEPTH deep, then the tree is written whole).
+        let base = match copy.written().filter(|w| w.depth < MAX_DEPTH) {
+            Some(w) if self.committed(&w.name).await => Some(w),
+            _ => None,
+        };
         let mut held = Held::new(self.worker.clone(), "oxkit-local");
         let made = async {
-            let (snapshot, dir) = held.attach(None, true).await?;
+            let (snapshot, dir) = held
+                .attach(base.as_ref().map(|w| w.name.as_str()), true)
+                .await?;
             let target = dir.clone();
-            tokio::task::spawn_blocking(move || copy.materialize(&target))
-                .await
-                .map_err(|e| WorkerError::InvalidOp(format!("the local copy task failed: {e}")))?
-                .map_err(|source| LocalSourceError::Sync {
-                    name: name.clone(),
-                    source,
-                })?;
-            Ok::<_, LocalSourceError>(held.commit(&snapshot, &dir).await?)
+            let depth = base.as_ref().map_or(1, |w| w.depth + 1);
+            let copy = tokio::task::spawn_blocking(move || {
+                match &base {
+                    Some(w) => copy.materialize_onto(&target, w),
+                    None => copy.materialize(&target),
+                }
+                .map(|()| copy)
+            })
+            .await
+            .map_err(|e| WorkerError::InvalidOp(format!("the local copy task failed: {e}")))?
+            .map_err(|source| LocalSourceError::Sync {
+                name: name.clone(),
+                source,
+            })?;
+            let committed = held.commit(&snapshot, &dir).await?;
+            if let Err(e) = copy.set_written(&committed, depth) {
+                // The next snapshot is then written whole.
+                tracing::warn!(name, error = %e, "could not record the local snapshot");
+            }
+            Ok::<_, LocalSourceError>(committed)
         }
         .await;
         held.cleanup(made.is_err()).await;
         made
     }
 }
+
+impl LocalSourceOp {
+    /// Whether snapshot `name` is still there, committed.
+    async fn committed(&self, name: &str) -> bool {
+        matches!(
+            self.worker.client().snapshots().stat(name).await,
+            Ok(info) if info.kind == oxkit_containerd::SnapshotKind::Committed
+        )
+    }
+}
+
+/// How many snapshots deep a local source's chain of incremental writes may grow before the
+/// tree is written whole again (overlayfs stacks one lower directory per snapshot).
+const MAX_DEPTH: u32 = 16;
 
 #[async_trait::async_trait]
 impl Op for LocalSourceOp {
