@@ -305,7 +305,7 @@ async fn answer(
             };
             match provider.list_local(&l.name, &filter, &l.cursor).await {
                 Ok((entries, cursor)) => Answer::Listing(proto::LocalListing {
-                    entries: entries.into_iter().map(entry_to_wire).collect(),
+                    entries: entries.into_iter().map(proto::LocalEntry::from).collect(),
                     cursor,
                 }),
                 Err(ProvideError::NotFound) => {
@@ -338,23 +338,6 @@ async fn answer(
     proto::SessionResponse {
         id: request.id,
         result: Some(result),
-    }
-}
-
-/// A listing entry on the wire.
-fn entry_to_wire(e: Entry) -> proto::LocalEntry {
-    proto::LocalEntry {
-        path: e.path,
-        mode: e.mode,
-        uid: e.uid,
-        gid: e.gid,
-        size: e.size,
-        mtime_ns: e.mtime_ns,
-        ctime_ns: e.ctime_ns,
-        ino: e.ino,
-        dev: e.dev,
-        symlink_target: e.target,
-        hardlink_of: e.link,
     }
 }
 

@@ -124,24 +124,6 @@ pub enum Response {
     Data(Vec<Vec<u8>>),
 }
 
-/// A listing entry off the wire.
-fn entry_from_wire(e: proto::LocalEntry) -> Entry {
-    Entry {
-        path: e.path,
-        mode: e.mode,
-        uid: e.uid,
-        gid: e.gid,
-        size: e.size,
-        mtime_ns: e.mtime_ns,
-        ctime_ns: e.ctime_ns,
-        ino: e.ino,
-        dev: e.dev,
-        nlink: 0,
-        target: e.symlink_target,
-        link: e.hardlink_of,
-    }
-}
-
 /// The open sessions, by id. Cheap to clone; clones share the sessions.
 #[derive(Clone, Default)]
 pub struct SessionRegistry {
@@ -407,7 +389,7 @@ impl SessionHandle {
             },
             Some(Answer::Listing(l)) => match kind {
                 "ListLocal" => Ok(Response::Listing(
-                    l.entries.into_iter().map(entry_from_wire).collect(),
+                    l.entries.into_iter().map(Entry::from).collect(),
                     l.cursor,
                 )),
                 _ => Err(mismatch("a listing")),
