@@ -2,7 +2,8 @@
 //! context sent once, then only what changed; deletes, renames, chmods, symlink changes and an
 //! edit that keeps size and mtime reach the image; touching a file or changing an excluded one
 //! keeps the copy step cached; excluded files never reach the daemon; a client killed
-//! mid-transfer fails that build and the next one succeeds.
+//! mid-transfer fails that build and the next one succeeds; two directories under one name, and
+//! two clients building at once, do not mix.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -271,5 +272,79 @@ fn a_client_killed_mid_transfer_fails_that_build_and_the_next_succeeds() -> Test
         .map(|s| s.key)
         .collect();
     assert_eq!(active, Vec::<String>::new());
+    Ok(())
+}
+
+#[test]
+fn two_directories_under_one_name_and_two_clients_do_not_mix() -> TestResult {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
+        return Ok(());
+    };
+    let make = |dir: &str, files: &[(&str, &str)]| -> std::io::Result<PathBuf> {
+        let root = fx.dir().join(dir);
+        std::fs::create_dir_all(&root)?;
+        for (name, text) in files {
+            std::fs::write(root.join(name), text)?;
+        }
+        Ok(root)
+    };
+    let a = make("ctx-a", &[("a.txt", "A"), ("common.txt", "from A")])?;
+    let b = make("ctx-b", &[("b.txt", "B"), ("common.txt", "from B")])?;
+    // `test -e` of both files, then the shared one.
+    let show = "for f in a b; do test -e /app/$f.txt && echo has-$f; done; cat /app/common.txt";
+
+    // One client, two directories in turn under the name `context`.
+    build(&fx, &a, "docker.io/library/la:1")?;
+    build(&fx, &b, "docker.io/library/lb:1")?;
+    assert_eq!(run(&fx, "docker.io/library/la:1", show)?, "has-a\nfrom A");
+    assert_eq!(run(&fx, "docker.io/library/lb:1", show)?, "has-b\nfrom B");
+
+    // Two clients at once (each with its own client id), crossed over.
+    let spawn = |state: &str, ctx: &Path, name: &str| {
+        let local = format!("context={}", ctx.display());
+        let output = format!("type=image,name={name}");
+        let mut child = fx
+            .oxctl_command(&[
+                "build",
+                "--progress",
+                "plain",
+                "--local",
+                &local,
+                "--output",
+                &output,
+            ])
+            .env("XDG_STATE_HOME", fx.dir().join(state))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start oxctl");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(&definition())
+            .expect("write the definition");
+        child
+    };
+    let first = spawn("client-one", &b, "docker.io/library/c1:1");
+    let second = spawn("client-two", &a, "docker.io/library/c2:1");
+    for child in [first, second] {
+        let out = child.wait_with_output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(run(&fx, "docker.io/library/c1:1", show)?, "has-b\nfrom B");
+    assert_eq!(run(&fx, "docker.io/library/c2:1", show)?, "has-a\nfrom A");
+    // The daemon keeps one copy per (client, name): the fixture's default client and the two.
+    let copies = std::fs::read_dir(fx.oxkit_root().join("local"))?
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .count();
+    assert_eq!(copies, 3, "one copy per client and name");
     Ok(())
 }
