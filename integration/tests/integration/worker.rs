@@ -210,6 +210,35 @@ fn import_busybox(fx: &Fixture) -> Result {
 }
 
 #[test]
+fn a_step_s_whole_output_arrives_even_when_written_just_before_it_exits() -> Result {
+    let Some(fx) = Fixture::start()? else {
+        return Ok(());
+    };
+    import_busybox(&fx)?;
+    in_runtime(async {
+        let (worker, _lease) = worker(&fx).await?;
+        let solver = solver(&worker);
+        // 4 MiB on each stream, the last bytes written as the process ends: far more than a FIFO
+        // holds, so the shim is still copying when the process has exited.
+        let state = image(BUSYBOX)
+            .sh("head -c 4194304 /dev/zero | tr '\\0' o; head -c 4194304 /dev/zero | tr '\\0' e >&2; echo end")
+            .root();
+        let solved = solve(&worker, &solver, &state).await?;
+        solved.output();
+        let stdout = solved.stdout();
+        assert_eq!(stdout.len(), 4 * 1024 * 1024 + 4, "every byte of stdout");
+        assert!(stdout.ends_with("end\n"));
+        assert_eq!(
+            solved.log().len() - stdout.len(),
+            4 * 1024 * 1024,
+            "every byte of stderr"
+        );
+        worker.shutdown().await;
+        Ok(())
+    })
+}
+
+#[test]
 fn a_run_chain_logs_its_output_commits_its_result_and_is_cached_the_second_time() -> Result {
     let Some(fx) = Fixture::start()? else {
         return Ok(());

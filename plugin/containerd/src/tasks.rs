@@ -46,7 +46,29 @@ pub struct TaskIo {
     pub stdout: StdioTarget,
     /// Where stderr goes.
     pub stderr: StdioTarget,
+    /// Told when the task exists (the shim has opened the FIFOs): see [`crate::StdioPipes`].
+    pub created: Option<CreatedSignal>,
 }
+
+/// Tells whoever reads a task's FIFOs that the task was created, so the shim holds their
+/// writing ends: from then on a FIFO that reads as ended is done.
+#[derive(Debug, Clone)]
+pub struct CreatedSignal(pub(crate) std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl CreatedSignal {
+    pub(crate) fn notify(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Signals carry no data to compare.
+impl PartialEq for CreatedSignal {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CreatedSignal {}
 
 impl TaskIo {
     /// stdout and stderr both appended to the file `path` (see [`StdioTarget::File`]).
@@ -55,6 +77,7 @@ impl TaskIo {
         Self {
             stdout: StdioTarget::File(path.clone()),
             stderr: StdioTarget::File(path),
+            created: None,
         }
     }
 
@@ -127,6 +150,9 @@ impl Tasks {
             .create(self.client.request(request))
             .await
             .call("Tasks.Create")?;
+        if let Some(created) = &io.created {
+            created.notify();
+        }
         Ok(Task {
             client: self.client.clone(),
             container_id: container_id.to_owned(),
@@ -447,20 +473,24 @@ mod tests {
         let fifos = TaskIo {
             stdout: StdioTarget::Fifo("/a".into()),
             stderr: StdioTarget::Fifo("/b".into()),
+            created: None,
         };
         assert!(fifos.validate().is_ok());
         for bad in [
             TaskIo {
                 stdout: StdioTarget::File("/a".into()),
                 stderr: StdioTarget::Null,
+                created: None,
             },
             TaskIo {
                 stdout: StdioTarget::File("/a".into()),
                 stderr: StdioTarget::File("/b".into()),
+                created: None,
             },
             TaskIo {
                 stdout: StdioTarget::Null,
                 stderr: StdioTarget::File("/b".into()),
+                created: None,
             },
         ] {
             assert!(

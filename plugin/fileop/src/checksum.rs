@@ -36,6 +36,9 @@ pub fn content_checksum(
 ) -> Result<Digest, FileOpError> {
     let filter = Filter::new(&opts.include_patterns, &opts.exclude_patterns)?;
     let mut h = Sha256::new();
+    // One read buffer for every file: most are small, and zeroing 64 KiB each time cost more
+    // than hashing them.
+    let mut buf = vec![0u8; 64 * 1024];
     for sel_path in selectors {
         h.update(b"selector\0");
         h.update(sel_path.as_bytes());
@@ -92,7 +95,6 @@ pub fn content_checksum(
                 } else if ft.is_file() {
                     let mut f = std::fs::File::open(&e.host).map_err(|err| io("open", err))?;
                     let mut fh = Sha256::new();
-                    let mut buf = vec![0u8; 64 * 1024];
                     loop {
                         let n = f.read(&mut buf).map_err(|err| io("read", err))?;
                         if n == 0 {

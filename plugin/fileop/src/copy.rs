@@ -5,11 +5,11 @@
 //! replaced or refused, never written through.
 
 use crate::error::FileOpError;
-use crate::fsmeta;
+use crate::fsmeta::{self, Node};
 use crate::pattern::{glob_match, has_wildcard, ExcludeMatcher, IncludeMatcher};
 use crate::resolve::{clean_abs, resolve};
 use oxkit_llb::op::Copy;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -381,16 +381,25 @@ impl Copier<'_> {
         target: &Path,
     ) -> Result<(), FileOpError> {
         let mut dirs: Vec<(PathBuf, &Entry, bool)> = Vec::new();
+        // Directories this copy made: what goes into them cannot exist yet, so it needs no
+        // `lstat` (one per file saved; `create_new` below still refuses anything planted there).
+        let mut made_dirs: HashSet<PathBuf> = HashSet::new();
         for e in entries {
             let t = if e.rel.is_empty() {
                 target.to_path_buf()
             } else {
                 target.join(&e.rel)
             };
-            let existing = match std::fs::symlink_metadata(&t) {
-                Ok(m) => Some(m),
-                Err(err) if err.kind() == ErrorKind::NotFound => None,
-                Err(err) => return Err(self.io("lstat", &t, err)),
+            let in_made_dir =
+                !e.rel.is_empty() && t.parent().is_some_and(|p| made_dirs.contains(p));
+            let existing = if in_made_dir {
+                None
+            } else {
+                match std::fs::symlink_metadata(&t) {
+                    Ok(m) => Some(m),
+                    Err(err) if err.kind() == ErrorKind::NotFound => None,
+                    Err(err) => return Err(self.io("lstat", &t, err)),
+                }
             };
             if e.meta.is_dir() {
                 let created = match existing {
@@ -408,6 +417,9 @@ impl Copier<'_> {
                         true
                     }
                 };
+                if created {
+                    made_dirs.insert(t.clone());
+                }
                 dirs.push((t, e, created));
                 continue;
             }
@@ -429,22 +441,21 @@ impl Copier<'_> {
                 &t,
                 &mut self.inodes,
             )?;
-            if made != Made::Entry {
-                continue;
+            if let Made::Entry(open) = made {
+                self.finish(e, &t, open.as_ref())?;
             }
-            self.finish(e, &t)?;
         }
         // Directories last, deepest first, so writing their contents does not undo their times.
         for (t, e, created) in dirs.into_iter().rev() {
             if !e.rel.is_empty() || created {
-                self.finish(e, &t)?;
+                self.finish(e, &t, None)?;
             }
         }
         Ok(())
     }
 
-    /// Owner, mode, xattrs and times of a copied entry.
-    fn finish(&self, e: &Entry, t: &Path) -> Result<(), FileOpError> {
+    /// Owner, mode, xattrs and times of a copied entry (`open`: as [`Made::Entry`] has it).
+    fn finish(&self, e: &Entry, t: &Path, open: Option<&Opened>) -> Result<(), FileOpError> {
         let overrides = Overrides {
             owner: self.owner,
             mode: self.c.mode,
@@ -455,17 +466,23 @@ impl Copier<'_> {
             self.dest_path,
             (&e.host, &e.meta),
             t,
+            open,
             overrides,
             &|_| true,
         )
     }
 }
 
+/// A regular file [`make_like`] copied: the source and the new file, still open, so that its
+/// metadata is set through them rather than by resolving both paths again for each call.
+pub(crate) type Opened = (std::fs::File, std::fs::File);
+
 /// What [`make_like`] made.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Made {
-    /// A new entry: its owner, mode and times are still the caller's to set.
-    Entry,
+    /// A new entry: its owner, mode and times are still the caller's to set. For a regular
+    /// file, its source and itself, still open.
+    Entry(Option<Opened>),
     /// A hard link to an entry made before (whose metadata is already set).
     Link,
     /// Nothing: sockets are not copied (Docker and BuildKit skip them too).
@@ -497,16 +514,17 @@ pub(crate) fn make_like(
             }
             inodes.insert(key, t.to_path_buf());
         }
-        let mut from = std::fs::File::open(src).map_err(|err| read_err("open", err))?;
+        let from = std::fs::File::open(src).map_err(|err| read_err("open", err))?;
         // create_new: O_EXCL never follows a symlink planted at the target.
-        let mut to = std::fs::OpenOptions::new()
+        let to = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(t)
             .map_err(|err| write_err("create", err))?;
-        std::io::copy(&mut from, &mut to).map_err(|err| write_err("write", err))?;
+        copy_contents(&from, &to, meta.len()).map_err(|err| write_err("write", err))?;
+        return Ok(Made::Entry(Some((from, to))));
     } else if ft.is_symlink() {
         let link = std::fs::read_link(src).map_err(|err| read_err("readlink", err))?;
         std::os::unix::fs::symlink(&link, t).map_err(|err| write_err("symlink", err))?;
@@ -516,7 +534,30 @@ pub(crate) fn make_like(
         tracing::warn!(path = %src.display(), action, "skipping socket");
         return Ok(Made::Nothing);
     }
-    Ok(Made::Entry)
+    Ok(Made::Entry(None))
+}
+
+/// Copies all of `from` into the new, empty `to` (`len` is `from`'s size as `lstat` saw it) with
+/// `copy_file_range`, falling back to reading and writing where the kernel will not (across
+/// filesystems on older kernels, or a file such as procfs's that reports no data to it).
+/// `std::io::copy` does the same but first `fstat`s both files, two system calls more per file.
+fn copy_contents(from: &std::fs::File, to: &std::fs::File, len: u64) -> std::io::Result<()> {
+    use rustix::io::Errno;
+    let mut copied = 0u64;
+    loop {
+        match rustix::fs::copy_file_range(from, None, to, None, 1 << 30) {
+            Ok(0) if copied == 0 && len > 0 => break,
+            Ok(0) => return Ok(()),
+            Ok(n) => copied += n as u64,
+            Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP | Errno::PERM)
+                if copied == 0 =>
+            {
+                break
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    std::io::copy(&mut &*from, &mut &*to).map(drop)
 }
 
 /// What replaces the source's own metadata in [`set_meta`] (a copy's owner, mode and timestamp).
@@ -532,26 +573,32 @@ pub(crate) struct Overrides {
 
 /// Sets on `t` (not followed) the owner, the mode (unless it is a symlink) and the access and
 /// modification times of `src` (`meta` is its `lstat`), or their `overrides`, and the extended
-/// attributes of `src` that `keep_xattr` accepts.
+/// attributes of `src` that `keep_xattr` accepts. With `open` (a regular file's source and `t`,
+/// open), the calls go through those files.
 pub(crate) fn set_meta(
     action: &'static str,
     dest_path: &str,
     (src, meta): (&Path, &Metadata),
     t: &Path,
+    open: Option<&Opened>,
     overrides: Overrides,
     keep_xattr: &dyn Fn(&str) -> bool,
 ) -> Result<(), FileOpError> {
     let io = |op, err| FileOpError::io(action, dest_path, op, t, err);
     let (uid, gid) = overrides.owner.unwrap_or((meta.uid(), meta.gid()));
-    fsmeta::lchown(t, uid, gid).map_err(|err| io("chown", err))?;
+    let (from, to) = match open {
+        Some((from, to)) => (Node::File(from), Node::File(to)),
+        None => (Node::Path(src), Node::Path(t)),
+    };
+    to.chown(uid, gid).map_err(|err| io("chown", err))?;
     if !meta.file_type().is_symlink() {
         let mode = overrides.mode.unwrap_or(meta.mode());
-        fsmeta::chmod(t, mode).map_err(|err| io("chmod", err))?;
+        to.chmod(mode).map_err(|err| io("chmod", err))?;
     }
-    fsmeta::copy_xattrs_where(src, t, keep_xattr);
+    fsmeta::copy_xattrs_where(from, to, keep_xattr);
     let (atime, mtime) = match overrides.timestamp {
         Some(ts) => (ts, ts),
         None => fsmeta::times_of(meta),
     };
-    fsmeta::set_times(t, atime, mtime).map_err(|err| io("utimes", err))
+    to.set_times(atime, mtime).map_err(|err| io("utimes", err))
 }

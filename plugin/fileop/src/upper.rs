@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::copy::{make_like, set_meta, Made, Overrides};
+use crate::copy::{make_like, set_meta, Made, Opened, Overrides};
 use crate::error::FileOpError;
 
 const ACTION: &str = "merge";
@@ -118,27 +118,29 @@ impl Replay {
                 }
                 self.dir(&from, &to, &path)?;
                 // Metadata last: writing the contents changed the directory's times.
-                self.finish(&from, &meta, &to, &path)?;
+                self.finish(&from, &meta, &to, None, &path)?;
                 continue;
             }
             if let Some(m) = existing {
                 remove(&to, &m, &path)?;
             }
-            if make_like(ACTION, (&path, &path), &from, &meta, &to, &mut self.inodes)?
-                == Made::Entry
+            if let Made::Entry(open) =
+                make_like(ACTION, (&path, &path), &from, &meta, &to, &mut self.inodes)?
             {
-                self.finish(&from, &meta, &to, &path)?;
+                self.finish(&from, &meta, &to, open.as_ref(), &path)?;
             }
         }
         Ok(())
     }
 
-    /// The owner, mode, times and extended attributes (but overlay's) of `from` onto `to`.
+    /// The owner, mode, times and extended attributes (but overlay's) of `from` onto `to`
+    /// (`open`: as [`Made::Entry`] has it).
     fn finish(
         &self,
         from: &Path,
         meta: &Metadata,
         to: &Path,
+        open: Option<&Opened>,
         rel: &str,
     ) -> Result<(), FileOpError> {
         set_meta(
@@ -146,6 +148,7 @@ impl Replay {
             rel,
             (from, meta),
             to,
+            open,
             Overrides::default(),
             &|name| !name.starts_with(OVERLAY_XATTR_PREFIX),
         )
