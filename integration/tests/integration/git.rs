@@ -2,9 +2,10 @@
 //! http-backend`), with generated repositories: a branch's checkout is exactly its commit's
 //! tree, and pinned to that commit it builds with the server stopped; a tag's subdirectory over
 //! smart HTTP with a token secret lands in an image, the token nowhere in it or the progress; a
-//! moved branch rebuilds only the steps that depend on the source, an unmoved one nothing.
+//! moved branch rebuilds only the steps that depend on the source, an unmoved one nothing;
+//! two builds of one remote started together fetch its commit once.
 
-use crate::support::{build_ok, steps_done};
+use crate::support::{build_ok, spawn_build, steps_done};
 use std::path::PathBuf;
 
 use oxkit_git::testing::{
@@ -166,5 +167,68 @@ fn a_moved_branch_rebuilds_only_the_steps_that_depend_on_it() -> TestResult {
         "git source, copy and the run on top; not the independent run"
     );
     assert_eq!(readme()?, "fourth\n");
+    Ok(())
+}
+
+#[test]
+fn two_builds_of_one_remote_started_together_fetch_its_commit_once() -> TestResult {
+    let Some((fx, srv, _)) = start()? else {
+        return Ok(());
+    };
+    let server = Server::git_daemon(&srv);
+    let url = server.url("repo");
+    // Different checkouts of one commit (whole tree, a subdirectory): two cache keys, so both
+    // builds run their source; only the shared bare repository can make one of them skip the
+    // fetch.
+    let defs = [
+        marshal(&git(&url, "main")),
+        marshal(&git_with(
+            &url,
+            "main",
+            GitOptions {
+                subdir: Some("sub".into()),
+                ..Default::default()
+            },
+        )),
+    ];
+    let outputs: Vec<String> = (0..2)
+        .map(|i| {
+            format!(
+                "type=local,dest={}",
+                fx.dir().join(format!("out{i}")).display()
+            )
+        })
+        .collect();
+    let children: Vec<_> = defs
+        .iter()
+        .zip(&outputs)
+        .map(|(def, output)| {
+            let command = fx.oxctl_command(&["build", "--progress", "plain", "--output", output]);
+            spawn_build(command, def)
+        })
+        .collect();
+    let progress: Vec<String> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().expect("wait for oxctl");
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "build failed:\n{stderr}");
+            stderr
+        })
+        .collect();
+    let fetched = progress
+        .iter()
+        .filter(|p| p.contains(&format!("fetched {url}")))
+        .count();
+    let present = progress
+        .iter()
+        .filter(|p| p.contains("is in the git cache already"))
+        .count();
+    assert_eq!(
+        (fetched, present),
+        (1, 1),
+        "one build fetches, the other finds the commit fetched:\n{}",
+        progress.join("\n----\n")
+    );
     Ok(())
 }

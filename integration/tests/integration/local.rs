@@ -13,7 +13,7 @@ use oxkit_integration::{Fixture, FixtureError};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 use oxkit_llb::{image, local, CopyOptions, FileActions};
 
-use crate::support::state_of;
+use crate::support::{spawn_build, state_of};
 
 const BASE: &str = "docker.io/library/busybox:latest";
 
@@ -36,23 +36,25 @@ fn definition() -> Vec<u8> {
         .to_bytes()
 }
 
+/// `oxctl build` of the local directory `local` (`context=DIR`) to `output`, plain progress.
+fn build_args<'a>(local: &'a str, output: &'a str) -> [&'a str; 7] {
+    [
+        "build",
+        "--progress",
+        "plain",
+        "--local",
+        local,
+        "--output",
+        output,
+    ]
+}
+
 /// Builds `definition()` from `ctx` into image `name`; returns (stdout, stderr, seconds).
 fn build(fx: &Fixture, ctx: &Path, name: &str) -> Result<(String, String, f64), FixtureError> {
     let local = format!("context={}", ctx.display());
     let output = format!("type=image,name={name}");
     let started = Instant::now();
-    let (ok, stdout, stderr) = fx.oxctl(
-        &[
-            "build",
-            "--progress",
-            "plain",
-            "--local",
-            &local,
-            "--output",
-            &output,
-        ],
-        &definition(),
-    )?;
+    let (ok, stdout, stderr) = fx.oxctl(&build_args(&local, &output), &definition())?;
     assert!(ok, "build of {name} failed:\n{stderr}");
     // The steps' times and the transfer, for the figures in reports.
     for line in stderr.lines().filter(|l| {
@@ -303,30 +305,9 @@ fn two_directories_under_one_name_and_two_clients_do_not_mix() -> TestResult {
     let spawn = |state: &str, ctx: &Path, name: &str| {
         let local = format!("context={}", ctx.display());
         let output = format!("type=image,name={name}");
-        let mut child = fx
-            .oxctl_command(&[
-                "build",
-                "--progress",
-                "plain",
-                "--local",
-                &local,
-                "--output",
-                &output,
-            ])
-            .env("XDG_STATE_HOME", fx.dir().join(state))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start oxctl");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(&definition())
-            .expect("write the definition");
-        child
+        let mut command = fx.oxctl_command(&build_args(&local, &output));
+        command.env("XDG_STATE_HOME", fx.dir().join(state));
+        spawn_build(command, &definition())
     };
     let first = spawn("client-one", &b, "docker.io/library/c1:1");
     let second = spawn("client-two", &a, "docker.io/library/c2:1");

@@ -1,5 +1,5 @@
 //! Helpers the test modules share: running an async test body, racing a cancellation, a build
-//! through `oxctl` that must succeed, the state of a step in plain progress.
+//! through `oxctl` that must succeed or several started at once, the state of a step in plain progress.
 
 use std::error::Error;
 use std::future::{poll_fn, Future};
@@ -43,6 +43,26 @@ pub fn build_ok(
         fx.oxctl(&["build", "--progress", "plain", "--output", output], def)?;
     assert!(ok, "build --output {output} failed:\n{stderr}");
     Ok(stdout)
+}
+
+/// Starts `command` (an `oxctl build`, from [`oxkit_integration::Fixture::oxctl_command`]) with
+/// `def` on its stdin and its stdout and stderr piped, without waiting: builds that run at once.
+pub fn spawn_build(mut command: std::process::Command, def: &[u8]) -> std::process::Child {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start oxctl");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(def)
+        .expect("write the definition");
+    child
 }
 
 /// How many steps ran (plain progress `#N DONE` lines), not counting the export.
