@@ -118,19 +118,18 @@ impl Store {
             .entry(key.to_string())
             .or_default()
             .clone();
-        let guard = lock.lock_owned().await;
+        let lock = Arc::new(lock.lock_owned().await);
         let dir = self.root.join(key);
-        let loaded = tokio::task::spawn_blocking({
+        let loaded = blocking(&lock, {
             let dir = dir.clone();
             move || load(&dir)
         })
-        .await
-        .map_err(|e| SyncError::io("load", &dir, std::io::Error::other(e)))??;
+        .await?;
         Ok(Copy {
             dir,
             record: loaded.0,
             dirty: loaded.1,
-            _guard: guard,
+            lock,
         })
     }
 }
@@ -168,14 +167,19 @@ fn load(dir: &Path) -> Result<(Vec<Recorded>, BTreeSet<String>), SyncError> {
     Ok((entries, dirty))
 }
 
-/// One locked copy. Dropping it releases the lock.
+/// A copy's lock while held.
+type Lock = Arc<tokio::sync::OwnedMutexGuard<()>>;
+
+/// One locked copy. Dropping it releases the lock (once its blocking work has ended).
 #[derive(Debug)]
 pub struct Copy {
     dir: PathBuf,
     record: Vec<Recorded>,
     /// Paths a failed sync may have left half-done.
     dirty: BTreeSet<String>,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
+    /// The copy's lock, shared with the blocking work of a sync: a sync dropped midway (its
+    /// build was cancelled) keeps the copy locked until that work has stopped touching it.
+    lock: Lock,
 }
 
 /// What a sync did, and what the copy now holds.
@@ -294,10 +298,10 @@ impl Copy {
         {
             let (tree, remove, mkdir) = (tree.clone(), remove.clone(), mkdir.clone());
             let files: Vec<String> = fetch.iter().map(|e| e.path.clone()).collect();
-            blocking(move || prepare(&tree, &remove, &mkdir, &files)).await?;
+            blocking(&self.lock, move || prepare(&tree, &remove, &mkdir, &files)).await?;
         }
 
-        let (bytes, mut hashes) = fetch_contents(&tree, &fetch, source).await?;
+        let (bytes, mut hashes) = fetch_contents(&self.lock, &tree, &fetch, source).await?;
         let rehash: Vec<String> = fetch
             .iter()
             .filter(|e| !hashes.contains_key(&e.path))
@@ -305,7 +309,7 @@ impl Copy {
             .collect();
         let rehashed = {
             let tree = tree.clone();
-            blocking(move || {
+            blocking(&self.lock, move || {
                 rehash
                     .into_iter()
                     .map(|p| hash_file(&tree.join(&p)).map(|h| (p, h)))
@@ -437,12 +441,18 @@ impl Copy {
     }
 }
 
+/// Runs `f` on the blocking pool, holding `lock` until it returns, even if the caller is gone.
 async fn blocking<T: Send + 'static>(
+    lock: &Lock,
     f: impl FnOnce() -> Result<T, SyncError> + Send + 'static,
 ) -> Result<T, SyncError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SyncError::io("run", "a sync task", std::io::Error::other(e)))?
+    let lock = lock.clone();
+    tokio::task::spawn_blocking(move || {
+        let _held = lock;
+        f()
+    })
+    .await
+    .map_err(|e| SyncError::io("run", "a sync task", std::io::Error::other(e)))?
 }
 
 /// Removes `remove` (children first), then creates the directories and empty files of the
@@ -503,6 +513,7 @@ fn remove_any(path: &Path) -> Result<(), SyncError> {
 /// request and several requests in flight. Returns the bytes fetched and the content hash of
 /// each file that came in one piece (others are hashed by reading them back).
 async fn fetch_contents(
+    lock: &Lock,
     tree: &Path,
     files: &[Entry],
     source: &dyn Source,
@@ -561,7 +572,7 @@ async fn fetch_contents(
             .map(|r| r.offset == 0 && Some(&r.len) == sizes.get(r.path.as_str()))
             .collect();
         let tree = tree.to_path_buf();
-        let written = blocking(move || {
+        let written = blocking(lock, move || {
             let mut hashes = Vec::new();
             let mut bytes = 0;
             for ((range, data), whole) in ranges.into_iter().zip(data).zip(whole) {
