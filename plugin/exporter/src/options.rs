@@ -31,6 +31,48 @@ impl ImageExportOptions {
     /// (registries come with a later issue).
     pub fn parse(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
         let bad = invalid("image");
+        let common = Common::parse("image", attrs, |key, value| match key {
+            "push" if value == "false" => Ok(()),
+            "push" => Err(bad(
+                key,
+                "pushing to a registry is not supported yet".into(),
+            )),
+            _ => Err(bad(
+                key,
+                format!(
+                    "unknown option; expected name, compression, compression-level, {CONFIG_KEYS}"
+                ),
+            )),
+        })?;
+        if common.names.is_empty() {
+            return Err(bad(
+                "name",
+                "the image exporter needs at least one name".into(),
+            ));
+        }
+        Ok(ImageExportOptions {
+            names: common.names,
+            compression: common.compression,
+            config: common.config,
+        })
+    }
+}
+
+/// The attributes `type=image` and `type=oci` share: names, compression and config changes.
+struct Common {
+    names: Vec<String>,
+    compression: Compression,
+    config: ConfigChanges,
+}
+
+impl Common {
+    /// Parses the shared attributes of `exporter`'s `attrs`; hands every other key to `other`.
+    fn parse(
+        exporter: &'static str,
+        attrs: &BTreeMap<String, String>,
+        mut other: impl FnMut(&str, &str) -> Result<(), ExportError>,
+    ) -> Result<Self, ExportError> {
+        let bad = invalid(exporter);
         let mut names = Vec::new();
         let mut compression = CompressionOptions::default();
         let mut config = ConfigAttrs::default();
@@ -41,31 +83,12 @@ impl ImageExportOptions {
             match key.as_str() {
                 "name" => names.extend(split_names(value)),
                 "compression" | "compression-level" => compression.set(key, value),
-                "push" if value == "false" => {}
-                "push" => {
-                    return Err(bad(
-                        key,
-                        "pushing to a registry is not supported yet".into(),
-                    ))
-                }
-                _ => {
-                    return Err(bad(
-                        key,
-                        format!("unknown option; expected name, compression, compression-level, {CONFIG_KEYS}"),
-                    ))
-                }
+                _ => other(key, value)?,
             }
         }
-        if names.is_empty() {
-            return Err(bad(
-                "name",
-                "the image exporter needs at least one name".into(),
-            ));
-        }
-        let compression = compression.resolve("image")?;
-        Ok(ImageExportOptions {
+        Ok(Common {
             names,
-            compression,
+            compression: compression.resolve(exporter)?,
             config: config.finish(),
         })
     }
@@ -89,29 +112,16 @@ impl OciExportOptions {
     /// ([`ConfigChanges`]). Unknown keys are refused by name.
     pub fn parse(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
         let bad = invalid("oci");
-        let mut names = Vec::new();
-        let mut compression = CompressionOptions::default();
-        let mut config = ConfigAttrs::default();
-        for (key, value) in attrs {
-            if config.take(key, value).map_err(|(k, r)| bad(&k, r))? {
-                continue;
-            }
-            match key.as_str() {
-                "name" => names.extend(split_names(value)),
-                "compression" | "compression-level" => compression.set(key, value),
-                _ => {
-                    return Err(bad(
-                        key,
-                        format!("unknown option; expected name, compression, compression-level, {CONFIG_KEYS} (and dest, which the client keeps)"),
-                    ))
-                }
-            }
-        }
-        let compression = compression.resolve("oci")?;
+        let common = Common::parse("oci", attrs, |key, _| {
+            Err(bad(
+                key,
+                format!("unknown option; expected name, compression, compression-level, {CONFIG_KEYS} (and dest, which the client keeps)"),
+            ))
+        })?;
         Ok(OciExportOptions {
-            names,
-            compression,
-            config: config.finish(),
+            names: common.names,
+            compression: common.compression,
+            config: common.config,
         })
     }
 }
