@@ -96,17 +96,7 @@ pub(crate) fn has_wildcard(s: &str) -> bool {
 /// Cleans a pattern the way `.dockerignore` does: no leading `/`, no `.` or empty components,
 /// `..` applied.
 fn clean_pattern(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    parts.join("/")
+    crate::resolve::clean_abs(p)[1..].to_owned()
 }
 
 struct ExcludePattern {
