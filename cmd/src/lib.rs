@@ -1,6 +1,7 @@
 //! What oxkit's binaries share: printing an error chain for a person, and `oxctl`'s exporter
-//! flags ([`output`]).
+//! flags ([`output`]) and frontend flags ([`frontend`]).
 
+pub mod frontend;
 pub mod output;
 
 /// The error and its causes, joined by ": ", leaving out a cause whose text the message before

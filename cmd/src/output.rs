@@ -61,49 +61,10 @@ fn collect(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
     attrs
 }
 
-/// Splits one CSV record as Go's `encoding/csv` (what `buildctl` uses) does: a field that starts
-/// with `"` is quoted, `""` inside it is one `"`, and it ends at the next lone `"`. A `"` inside an
-/// unquoted field is kept as it is (`cmd=["sh"]` needs no quoting).
+/// Splits one CSV record as Go's `encoding/csv` (what `buildctl` uses) does; see
+/// [`oxkit_dockerfile::csv_fields`].
 fn split_csv(record: &str) -> anyhow::Result<Vec<String>> {
-    let mut fields = Vec::new();
-    let mut chars = record.chars().peekable();
-    loop {
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => field.push(c),
-                    None => bail!("a quoted field has no closing quote: {record:?}"),
-                }
-            }
-            match chars.next() {
-                None => {
-                    fields.push(field);
-                    return Ok(fields);
-                }
-                Some(',') => fields.push(field),
-                Some(c) => bail!("{c:?} after the closing quote of field {field:?}"),
-            }
-        } else {
-            loop {
-                match chars.next() {
-                    None => {
-                        fields.push(field);
-                        return Ok(fields);
-                    }
-                    Some(',') => break,
-                    Some(c) => field.push(c),
-                }
-            }
-            fields.push(field);
-        }
-    }
+    oxkit_dockerfile::csv_fields(record).map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `oxctl`: oxkit's client. Argument parsing only; the work is in `oxkit_plugin::client` and
 //! `oxkit_llb`.
 //!
-//! `oxctl build` reads an LLB definition from stdin (as `buildctl build` does) and streams the
-//! build's progress; `oxctl debug dump-llb` prints a definition as JSON lines, one per op.
+//! `oxctl build` reads an LLB definition from stdin (as `buildctl build` does), or has the
+//! daemon's Dockerfile frontend make one (`--frontend dockerfile.v0`), and streams the build's
+//! progress; `oxctl debug dump-llb` prints a definition as JSON lines, one per op.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
@@ -32,8 +33,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the LLB definition read from stdin.
+    /// Build the LLB definition read from stdin, or a Dockerfile with `--frontend dockerfile.v0
+    /// --local context=DIR --local dockerfile=DIR`.
     Build {
+        /// The daemon's frontend that makes the definition: `dockerfile.v0` (alias `dockerfile`)
+        /// reads `Dockerfile` from the local directory `dockerfile` and the build context from
+        /// `context`. Without it, the definition is read from stdin.
+        #[arg(long)]
+        frontend: Option<String>,
+        /// A frontend option `k=v` (repeatable): `filename=`, `target=`, `build-arg:NAME=V`,
+        /// `label:NAME=V`, `no-cache[=stage,…]`, `context:NAME=V`, `platform=`.
+        #[arg(long = "opt")]
+        opt: Vec<String>,
         /// Where the result goes: `type=image,name=REF[,compression=zstd]` (into containerd),
         /// `type=oci,dest=FILE|-[,name=REF]` (an OCI archive) or `type=local,dest=DIR` (the
         /// result's files). `image` and `oci` also take the image config's `env.NAME=V`,
@@ -83,6 +94,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build {
+            frontend,
+            opt,
             output,
             exporter,
             exporter_opt,
@@ -91,11 +104,11 @@ fn main() -> ExitCode {
             secret,
             local,
         } => oxkit_cmd::output::exporter_options(output.as_deref(), exporter, &exporter_opt)
-            .and_then(|(exporter, exporter_attrs)| {
+            .and_then(|export| {
                 build(
                     &cli.addr,
-                    exporter,
-                    exporter_attrs,
+                    oxkit_cmd::frontend::Frontend::parse(frontend, &opt)?,
+                    export,
                     progress,
                     no_cache,
                     &secret,
@@ -119,8 +132,8 @@ fn main() -> ExitCode {
 
 fn build(
     addr: &str,
-    exporter: String,
-    mut exporter_attrs: BTreeMap<String, String>,
+    frontend: Option<oxkit_cmd::frontend::Frontend>,
+    (exporter, mut exporter_attrs): (String, BTreeMap<String, String>),
     mode: ProgressMode,
     no_cache: bool,
     secrets: &[String],
@@ -141,12 +154,15 @@ fn build(
         client_id: client_id(),
     });
     let mut definition = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut definition)
-        .context("failed to read the definition from stdin")?;
-    if definition.is_empty() {
-        bail!("no build definition on stdin; pipe one in, e.g. `cargo run -p oxkit-llb --example hello | oxctl build`");
+    if frontend.is_none() {
+        std::io::stdin()
+            .read_to_end(&mut definition)
+            .context("failed to read the definition from stdin")?;
+        if definition.is_empty() {
+            bail!("no build definition on stdin; pipe one in, e.g. `cargo run -p oxkit-llb --example hello | oxctl build`, or build a Dockerfile with --frontend dockerfile.v0");
+        }
     }
+    let (frontend, frontend_attrs) = frontend.map(|f| (f.name, f.attrs)).unwrap_or_default();
     let mode = match mode {
         ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
         ProgressMode::Auto => ProgressMode::Plain,
@@ -168,6 +184,8 @@ fn build(
                         exporter,
                         exporter_attrs,
                         no_cache,
+                        frontend,
+                        frontend_attrs,
                         ..Default::default()
                     },
                     served,

@@ -7,6 +7,7 @@
 mod build;
 mod containerd;
 mod daemon;
+mod dockerfile;
 mod export;
 mod exporter;
 mod fileop;

@@ -5,7 +5,8 @@ use std::time::SystemTime;
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use oxkit_containerd::{
-    chain_ids, platform_manifest, rfc3339, Client, Descriptor, Digest, Image, Labels, Mount,
+    chain_ids, platform_manifest, rfc3339, Client, Descriptor, Digest, Image, ImageManifest,
+    Labels, Mount,
 };
 use oxkit_layer::{write_layer, Compression, LayerOptions};
 use serde_json::{json, Value};
@@ -18,7 +19,8 @@ use crate::{ConfigChanges, ExportError, ImageExportOptions};
 const GC_SNAPSHOT_LABEL: &str = "containerd.io/gc.ref.snapshot.oxkit";
 
 /// The image a build started from: its layer blobs (already in the content store), their diff
-/// IDs and its config.
+/// IDs and its config — or, for a frontend's build, the config the frontend computed on it
+/// ([`BaseImage::with_config`]).
 #[derive(Debug, Clone)]
 pub struct BaseImage {
     /// The image's name.
@@ -53,6 +55,15 @@ impl BaseImage {
                 Ok((action, source)) => ctr(format!("failed to {action} of image {name}"))(source),
                 Err(other) => bad(other.to_string()),
             })?;
+        Self::from_manifest(name, manifest)
+    }
+
+    /// The base image `name` whose manifest (for the build's platform) was read already.
+    pub fn from_manifest(name: &str, manifest: ImageManifest) -> Result<Self, ExportError> {
+        let bad = |reason: String| ExportError::BaseImage {
+            name: name.into(),
+            reason,
+        };
         let config: Value = serde_json::from_slice(&manifest.config_bytes)
             .map_err(|e| bad(format!("its config is not JSON: {e}")))?;
         let config = ImageConfig(config);
@@ -66,6 +77,30 @@ impl BaseImage {
             layers: manifest.layers,
             config,
         })
+    }
+}
+
+impl BaseImage {
+    /// This base with `config` (a frontend's, computed on this base image) in place of the
+    /// image's own; the two must list the same layers.
+    pub fn with_config(self, config: ImageConfig) -> Result<Self, ExportError> {
+        if config.diff_ids() != self.config.diff_ids() {
+            return Err(ExportError::BaseImage {
+                name: self.name,
+                reason: "the frontend's image config lists other layers than the image".into(),
+            });
+        }
+        Ok(BaseImage { config, ..self })
+    }
+
+    /// No base image (`FROM scratch`), with a frontend's `config`, which must list no layers.
+    pub fn scratch_with(config: ImageConfig) -> Result<Self, ExportError> {
+        let scratch = BaseImage {
+            name: "scratch".into(),
+            layers: Vec::new(),
+            config: ImageConfig::scratch(),
+        };
+        scratch.with_config(config)
     }
 }
 
@@ -124,7 +159,13 @@ impl ImageExporter {
         options: &ImageExportOptions,
     ) -> Result<ExportedImage, ExportError> {
         let built = self
-            .build_image(top, base, options.compression, &options.config)
+            .build_image(
+                top,
+                base,
+                options.compression,
+                &options.config,
+                options.source_date_epoch,
+            )
             .await?;
         self.ensure_chain_snapshots(&built.chain_ids, &built.layers)
             .await?;
@@ -148,13 +189,16 @@ impl ImageExporter {
     /// scratch one, with `changes` applied) and the manifest, each with
     /// containerd's GC labels, but records no image and makes no snapshots — what both the
     /// `image` exporter and the `oci` archive start from. The blobs are held by the client's
-    /// lease.
+    /// lease. With `source_date_epoch`, no timestamp in the new layers, the config or its history
+    /// is later than it, and dates the config and history take are it: the same build gives the
+    /// same digests.
     pub async fn build_image(
         &self,
         top: &str,
         base: Option<&BaseImage>,
         compression: Compression,
         changes: &ConfigChanges,
+        source_date_epoch: Option<i64>,
     ) -> Result<BuiltImage, ExportError> {
         let base_chain = base
             .map(|b| chain_ids(&b.config.diff_ids()))
@@ -164,11 +208,19 @@ impl ImageExporter {
         let mut config = base.map_or_else(ImageConfig::scratch, |b| b.config.clone());
         changes.apply(&mut config.0);
         let mut layers = base.map(|b| b.layers.clone()).unwrap_or_default();
-        let now = rfc3339(SystemTime::now());
+        let now = rfc3339(match source_date_epoch {
+            Some(epoch) => {
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64)
+            }
+            None => SystemTime::now(),
+        });
         // Layers are independent: several are written at once (each compresses on a core of
         // its own), and come back in order.
         let written: Vec<(Descriptor, String)> = futures_util::stream::iter(new.clone())
-            .map(|snapshot: String| async move { self.write_layer(&snapshot, compression).await })
+            .map(|snapshot: String| async move {
+                self.write_layer(&snapshot, compression, source_date_epoch)
+                    .await
+            })
             .buffered(LAYER_WRITERS)
             .try_collect()
             .await?;
@@ -176,6 +228,7 @@ impl ImageExporter {
             config.push_layer(&diff_id, &now, &format!("oxkit: snapshot {snapshot}"));
             layers.push(desc);
         }
+        config.date_history(&now);
         let chain = chain_ids(&config.diff_ids());
 
         let top_chain = chain.last().cloned().unwrap_or_default();
@@ -265,14 +318,17 @@ impl ImageExporter {
         &self,
         snapshot: &str,
         compression: Compression,
+        source_date_epoch: Option<i64>,
     ) -> Result<(Descriptor, String), ExportError> {
         // A committed snapshot never changes, so the blob made for it once (same compression)
         // serves every later export while the content store still has it.
-        let memo_key = layer_memo_label(compression);
+        let memo_key = layer_memo_label(compression, source_date_epoch);
         if let Some(hit) = self.memoized_layer(snapshot, &memo_key).await {
             return Ok(hit);
         }
-        let (desc, diff_id) = self.write_new_layer(snapshot, compression).await?;
+        let (desc, diff_id) = self
+            .write_new_layer(snapshot, compression, source_date_epoch)
+            .await?;
         let memo = Labels::from([(
             memo_key,
             format!(
@@ -307,6 +363,7 @@ impl ImageExporter {
         &self,
         snapshot: &str,
         compression: Compression,
+        source_date_epoch: Option<i64>,
     ) -> Result<(Descriptor, String), ExportError> {
         let view = format!("export-view-{}-{}", std::process::id(), unique());
         let mounts = self
@@ -329,7 +386,7 @@ impl ImageExporter {
             let path = tmp.path().to_path_buf();
             let opts = LayerOptions {
                 compression,
-                source_date_epoch: None,
+                source_date_epoch,
             };
             let snap = snapshot.to_string();
             let layer = tokio::task::spawn_blocking(move || {
@@ -465,11 +522,15 @@ fn upper_dir(snapshot: &str, mounts: &[Mount]) -> Result<PathBuf, ExportError> {
 }
 
 /// The snapshot label that records the layer blob made for it with `compression`.
-fn layer_memo_label(compression: Compression) -> String {
-    match compression {
+fn layer_memo_label(compression: Compression, source_date_epoch: Option<i64>) -> String {
+    let format = match compression {
         Compression::Uncompressed => "oxkit.layer.uncompressed".into(),
         Compression::Gzip { level } => format!("oxkit.layer.gzip-{level}"),
         Compression::Zstd { level } => format!("oxkit.layer.zstd-{level}"),
+    };
+    match source_date_epoch {
+        Some(epoch) => format!("{format}.epoch-{epoch}"),
+        None => format,
     }
 }
 

@@ -11,7 +11,8 @@ use crate::config::{ConfigAttrs, ConfigChanges};
 use crate::ExportError;
 
 /// What the unknown-option errors of `image` and `oci` list.
-const CONFIG_KEYS: &str = "env.NAME, label.NAME, entrypoint, cmd, workdir, user, expose, config";
+const CONFIG_KEYS: &str =
+    "env.NAME, label.NAME, entrypoint, cmd, workdir, user, expose, config, source-date-epoch";
 
 /// What `type=image` was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub struct ImageExportOptions {
     pub compression: Compression,
     /// Changes to the base image's config.
     pub config: ConfigChanges,
+    /// `source-date-epoch`: no timestamp in new layers, the config or its history is later than
+    /// this (seconds since 1970), so that the same build gives the same digests.
+    pub source_date_epoch: Option<i64>,
 }
 
 impl ImageExportOptions {
@@ -54,6 +58,7 @@ impl ImageExportOptions {
             names: common.names,
             compression: common.compression,
             config: common.config,
+            source_date_epoch: common.source_date_epoch,
         })
     }
 }
@@ -63,6 +68,7 @@ struct Common {
     names: Vec<String>,
     compression: Compression,
     config: ConfigChanges,
+    source_date_epoch: Option<i64>,
 }
 
 impl Common {
@@ -76,6 +82,7 @@ impl Common {
         let mut names = Vec::new();
         let mut compression = CompressionOptions::default();
         let mut config = ConfigAttrs::default();
+        let mut source_date_epoch = None;
         for (key, value) in attrs {
             if config.take(key, value).map_err(|(k, r)| bad(&k, r))? {
                 continue;
@@ -83,6 +90,15 @@ impl Common {
             match key.as_str() {
                 "name" => names.extend(split_names(value)),
                 "compression" | "compression-level" => compression.set(key, value),
+                "source-date-epoch" => {
+                    let epoch = value.trim().parse::<i64>().ok().filter(|e| *e >= 0);
+                    source_date_epoch = Some(epoch.ok_or_else(|| {
+                        bad(
+                            key,
+                            format!("{value:?} is not a number of seconds since 1970"),
+                        )
+                    })?);
+                }
                 _ => other(key, value)?,
             }
         }
@@ -90,6 +106,7 @@ impl Common {
             names,
             compression: compression.resolve(exporter)?,
             config: config.finish(),
+            source_date_epoch,
         })
     }
 }
@@ -103,6 +120,8 @@ pub struct OciExportOptions {
     pub compression: Compression,
     /// Changes to the base image's config.
     pub config: ConfigChanges,
+    /// As [`ImageExportOptions::source_date_epoch`].
+    pub source_date_epoch: Option<i64>,
 }
 
 impl OciExportOptions {
@@ -122,6 +141,7 @@ impl OciExportOptions {
             names: common.names,
             compression: common.compression,
             config: common.config,
+            source_date_epoch: common.source_date_epoch,
         })
     }
 }

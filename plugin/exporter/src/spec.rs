@@ -41,8 +41,20 @@ impl ImageConfig {
             .unwrap_or_default()
     }
 
-    /// Adds one layer: its diff ID and a history entry.
+    /// A config given whole (a frontend's: the base image's with the frontend's changes and one
+    /// history entry per instruction); it must be a JSON object.
+    pub fn from_json(value: Value) -> Result<Self, String> {
+        if !value.is_object() {
+            return Err("an image config must be a JSON object".into());
+        }
+        Ok(ImageConfig(value))
+    }
+
+    /// Adds one layer: its diff ID, and its history entry — the history's next entry that is
+    /// not an `empty_layer` one (a frontend lists an entry per instruction, BuildKit's rule), its
+    /// `created` filled in if unset, or a new entry when the history has none left.
     pub(crate) fn push_layer(&mut self, diff_id: &str, created: &str, created_by: &str) {
+        let index = self.diff_ids().len();
         if !self.0["rootfs"].is_object() {
             self.0["rootfs"] = json!({"type": "layers", "diff_ids": []});
         }
@@ -50,12 +62,37 @@ impl ImageConfig {
             Some(ids) => ids.push(json!(diff_id)),
             None => self.0["rootfs"]["diff_ids"] = json!([diff_id]),
         }
-        let entry = json!({"created": created, "created_by": created_by});
-        match self.0["history"].as_array_mut() {
-            Some(h) => h.push(entry),
-            None => self.0["history"] = json!([entry]),
+        if !self.0["history"].is_array() {
+            self.0["history"] = json!([]);
+        }
+        let history = self.0["history"]
+            .as_array_mut()
+            .expect("history was made an array");
+        let listed = history
+            .iter_mut()
+            .filter(|h| !h["empty_layer"].as_bool().unwrap_or(false))
+            .nth(index);
+        match listed {
+            Some(entry) => {
+                if entry.get("created").is_none_or(Value::is_null) && entry.is_object() {
+                    entry["created"] = json!(created);
+                }
+            }
+            None => history.push(json!({"created": created, "created_by": created_by})),
         }
         self.0["created"] = json!(created);
+    }
+
+    /// Fills in `created` of the history entries that have none (a frontend's entries for
+    /// instructions that made no layer).
+    pub(crate) fn date_history(&mut self, created: &str) {
+        if let Some(history) = self.0["history"].as_array_mut() {
+            for entry in history.iter_mut().filter(|h| h.is_object()) {
+                if entry.get("created").is_none_or(Value::is_null) {
+                    entry["created"] = json!(created);
+                }
+            }
+        }
     }
 
     /// The config as bytes.
@@ -103,5 +140,43 @@ mod tests {
         assert_eq!(c.diff_ids(), ["sha256:1", "sha256:2"]);
         assert_eq!(c.0["history"].as_array().unwrap().len(), 2);
         assert_eq!(c.0["created"], "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn new_layers_take_the_history_entries_a_frontend_listed() {
+        let mut c = ImageConfig::from_json(json!({
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:base"]},
+            "history": [
+                {"created": "2000-01-01T00:00:00Z", "created_by": "base layer"},
+                {"created_by": "ENV a=b", "empty_layer": true},
+                {"created_by": "RUN x # buildkit"},
+                {"created_by": "CMD [\"x\"]", "empty_layer": true},
+            ],
+        }))
+        .unwrap();
+        c.push_layer("sha256:1", "2026-01-01T00:00:00Z", "oxkit: snapshot a");
+        c.push_layer("sha256:2", "2026-01-01T00:00:00Z", "oxkit: snapshot b");
+        c.date_history("2026-01-01T00:00:00Z");
+        let history = c.0["history"].as_array().unwrap();
+        let by: Vec<&str> = history
+            .iter()
+            .map(|h| h["created_by"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            by,
+            [
+                "base layer",
+                "ENV a=b",
+                "RUN x # buildkit",
+                "CMD [\"x\"]",
+                "oxkit: snapshot b"
+            ]
+        );
+        assert_eq!(history[0]["created"], "2000-01-01T00:00:00Z");
+        assert!(history
+            .iter()
+            .all(|h| h["created"] == "2026-01-01T00:00:00Z" || h["created_by"] == "base layer"));
+        assert_eq!(c.diff_ids(), ["sha256:base", "sha256:1", "sha256:2"]);
+        assert!(ImageConfig::from_json(json!([])).is_err());
     }
 }

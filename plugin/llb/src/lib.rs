@@ -21,8 +21,8 @@ pub mod pb {
 }
 
 pub use builder::{
-    git, git_with, http, http_with, image, image_with, local, local_with, merge, mkdir, mkfile, rm,
-    scratch, symlink, CopyOptions, ExecState, FileActions, GitOptions, HttpOptions,
+    git, git_with, http, http_with, image, image_with, join_path, local, local_with, merge, mkdir,
+    mkfile, rm, scratch, symlink, CopyOptions, ExecState, FileActions, GitOptions, HttpOptions,
     ImageMetaResolver, ImageOptions, ImageRunConfig, LocalOptions, MkdirOptions, MkfileOptions,
     MountSpec, Owner, ResolvedImageConfig, RmOptions, Run, State,
 };

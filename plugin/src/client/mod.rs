@@ -132,6 +132,11 @@ pub struct SolveOptions {
     pub no_cache: bool,
     /// The client session serving the build (see [`BuildClient::open_session`]), or empty.
     pub session_id: String,
+    /// A frontend that makes the definition in the daemon (`dockerfile.v0`), instead of
+    /// `definition`; empty for none.
+    pub frontend: String,
+    /// The frontend's options (`filename`, `target`, `build-arg:NAME`, …).
+    pub frontend_attrs: BTreeMap<String, String>,
 }
 
 /// Vertex states as the daemon reports them.
@@ -277,6 +282,8 @@ impl BuildClient {
             exporter_attrs: options.exporter_attrs.into_iter().collect(),
             no_cache: options.no_cache,
             session_id: options.session_id,
+            frontend: options.frontend,
+            frontend_attrs: options.frontend_attrs.into_iter().collect(),
         };
         let stream = self.inner.solve(request).await?.into_inner();
         Ok(stream.filter_map(|event| match event {

@@ -9,6 +9,7 @@
 mod base;
 mod cache;
 mod export;
+mod frontend;
 mod resolve;
 pub mod session;
 
@@ -20,9 +21,10 @@ use std::time::Duration;
 
 use oxkit_containerd::{Client, LeaseOptions, LinuxMounter, Mounter};
 use oxkit_exporter::{
-    BaseImage, ImageExportOptions, ImageExporter, LocalExportOptions, LocalExporter, OciArchive,
-    OciExportOptions,
+    BaseImage, ImageConfig, ImageExportOptions, ImageExporter, LocalExportOptions, LocalExporter,
+    OciArchive, OciExportOptions,
 };
+use oxkit_llb::source::ImageRef;
 use oxkit_llb::Definition;
 use oxkit_solver::{
     Attachment, Event, EventKind, RedbCacheStore, SolveOptions, Solver, SolverConfig,
@@ -201,6 +203,20 @@ enum Export {
 }
 
 impl Export {
+    /// Dates the image at `epoch` (a frontend's `SOURCE_DATE_EPOCH`) unless the exporter's own
+    /// `source-date-epoch` says otherwise.
+    fn take_source_date_epoch(&mut self, epoch: i64) {
+        match self {
+            Export::Image(o) => {
+                o.source_date_epoch.get_or_insert(epoch);
+            }
+            Export::Oci(o) => {
+                o.source_date_epoch.get_or_insert(epoch);
+            }
+            Export::None | Export::Local(_) => {}
+        }
+    }
+
     /// The export's name in the progress (BuildKit's), or none for no export.
     fn progress_name(&self) -> Option<&'static str> {
         match self {
@@ -245,18 +261,31 @@ impl Control for ControlService {
         request: Request<proto::SolveRequest>,
     ) -> Result<Response<SolveStream>, Status> {
         let r = request.into_inner();
-        let graph = Definition::from_bytes(&r.definition)
-            .and_then(|d| d.parse())
-            .map_err(|e| Status::invalid_argument(format!("invalid build definition: {e}")))?;
+        let frontend = match r.frontend.as_str() {
+            "" => None,
+            name => Some(frontend::DockerfileRequest::parse(
+                name,
+                &r.frontend_attrs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )?),
+        };
+        if frontend.is_some() && !r.definition.is_empty() {
+            return Err(Status::invalid_argument(
+                "a build gives either a definition or a frontend, not both",
+            ));
+        }
         let attrs: BTreeMap<String, String> = r.exporter_attrs.into_iter().collect();
-        let export = parse_export(&r.exporter, &attrs)?;
-        let backend = self.backend().await?;
-        let edge = backend
-            .worker
-            .solver_edge(&graph)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?
-            .ok_or_else(|| Status::invalid_argument("the build definition has no result"))?;
-        let base = base::base_image(&graph);
+        let mut export = parse_export(&r.exporter, &attrs)?;
+        if let Some(epoch) = frontend
+            .as_ref()
+            .map(frontend::DockerfileRequest::source_date_epoch)
+            .transpose()?
+            .flatten()
+        {
+            export.take_source_date_epoch(epoch);
+        }
         let session = match r.session_id.as_str() {
             "" => None,
             id => Some(
@@ -265,6 +294,36 @@ impl Control for ControlService {
                     .await
                     .map_err(|e| session::status(&e))?,
             ),
+        };
+        let backend = self.backend().await?;
+        let (graph, image_config) = match &frontend {
+            None => {
+                let graph = Definition::from_bytes(&r.definition)
+                    .and_then(|d| d.parse())
+                    .map_err(|e| {
+                        Status::invalid_argument(format!("invalid build definition: {e}"))
+                    })?;
+                (graph, None)
+            }
+            Some(request) => {
+                let session = session.as_ref().ok_or_else(|| {
+                    Status::invalid_argument(
+                        "the Dockerfile frontend reads the Dockerfile through a client session; \
+                         the build has none",
+                    )
+                })?;
+                let made = frontend::dockerfile(&backend.worker, session, request).await?;
+                (made.graph, Some(made.image_config))
+            }
+        };
+        let edge = backend
+            .worker
+            .solver_edge(&graph)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .ok_or_else(|| Status::invalid_argument("the build definition has no result"))?;
+        let base = Base {
+            image: base::base_image(&graph),
+            config: image_config,
         };
         let (tx, rx) = mpsc::channel(256);
         let options = SolveOptions {
@@ -359,6 +418,14 @@ impl Control for ControlService {
 
 type Events = mpsc::Sender<Result<proto::SolveEvent, Status>>;
 
+/// What the result's image config starts from.
+struct Base {
+    /// The image at the bottom of the result, and the platform its source picked.
+    image: Option<(String, oxkit_llb::op::Platform)>,
+    /// A frontend's config for the result (computed on that image), in place of the image's.
+    config: Option<serde_json::Value>,
+}
+
 /// Solves `edge` with `solve_options` (its progress forwarded to `tx`), then exports; returns the
 /// exporter's response.
 async fn build(
@@ -366,7 +433,7 @@ async fn build(
     edge: &oxkit_solver::Edge,
     solve_options: SolveOptions,
     export: Export,
-    base: Option<(String, oxkit_llb::op::Platform)>,
+    base: Base,
     root: &std::path::Path,
     tx: &Events,
 ) -> Result<BTreeMap<String, String>, Status> {
@@ -443,7 +510,7 @@ async fn export_result(
     backend: &Backend,
     top: &str,
     export: Export,
-    base: Option<(String, oxkit_llb::op::Platform)>,
+    base: Base,
     root: &std::path::Path,
     tx: &Events,
 ) -> Result<BTreeMap<String, String>, Status> {
@@ -454,7 +521,7 @@ async fn export_result(
     match export {
         Export::None => {}
         Export::Image(options) => {
-            let base = load_base(client, base).await?;
+            let base = load_base(&backend.worker, base).await?;
             let exported = ImageExporter::new(client.clone(), scratch)
                 .export(&top, base.as_ref(), &options)
                 .await
@@ -470,9 +537,15 @@ async fn export_result(
             );
         }
         Export::Oci(options) => {
-            let base = load_base(client, base).await?;
+            let base = load_base(&backend.worker, base).await?;
             let built = ImageExporter::new(client.clone(), scratch)
-                .build_image(&top, base.as_ref(), options.compression, &options.config)
+                .build_image(
+                    &top,
+                    base.as_ref(),
+                    options.compression,
+                    &options.config,
+                    options.source_date_epoch,
+                )
                 .await
                 .map_err(export_failed)?;
             let archive = OciArchive::new(&built, &options.names);
@@ -498,19 +571,31 @@ async fn export_result(
     Ok(response)
 }
 
-async fn load_base(
-    client: &Client,
-    base: Option<(String, oxkit_llb::op::Platform)>,
-) -> Result<Option<BaseImage>, Status> {
-    match base {
+/// The base image of the result, read as the image source read it, with the frontend's config
+/// if there is one.
+async fn load_base(worker: &Worker, base: Base) -> Result<Option<BaseImage>, Status> {
+    let image = match base.image {
         Some((name, platform)) => {
-            BaseImage::load(client, &name, &platform.os, &platform.architecture)
+            let reference = ImageRef::parse(&name)
+                .map_err(|e| Status::failed_precondition(format!("base image {name:?}: {e}")))?;
+            let resolved = worker
+                .resolve_image(&reference, &platform)
                 .await
-                .map(Some)
-                .map_err(|e| Status::failed_precondition(e.to_string()))
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            Some(BaseImage::from_manifest(&name, resolved.manifest).map_err(export_failed)?)
         }
-        None => Ok(None),
+        None => None,
+    };
+    let Some(config) = base.config else {
+        return Ok(image);
+    };
+    let config = ImageConfig::from_json(config).map_err(Status::internal)?;
+    match image {
+        Some(image) => image.with_config(config),
+        None => BaseImage::scratch_with(config),
     }
+    .map(Some)
+    .map_err(export_failed)
 }
 
 /// An export's failure as a status, with its causes (the client sees only the message).

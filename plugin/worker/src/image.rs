@@ -5,7 +5,7 @@
 pub use oxkit_containerd::chain_ids;
 use std::sync::Arc;
 
-use oxkit_containerd::{platform_manifest, Descriptor, ImageManifest, Labels};
+use oxkit_containerd::{platform_manifest, Descriptor, Image, ImageManifest, Labels};
 use oxkit_llb::op::Platform;
 use oxkit_llb::source::ImageRef;
 use oxkit_llb::ImageRunConfig;
@@ -83,6 +83,51 @@ pub struct ResolvedImage {
 }
 
 impl Worker {
+    /// The image record `image` names: the record of that exact name; for a reference pinned to
+    /// a digest (`name:tag@sha256:…`, as the Dockerfile frontend pins its bases), also the
+    /// record of `name:tag`, or any record of the repository, whose target is that digest.
+    async fn image_record(&self, image: &ImageRef) -> Result<Image, WorkerError> {
+        let client = self.client();
+        let name = image.to_string();
+        let looked_up = |source| WorkerError::Containerd {
+            action: format!("look up image {name}"),
+            source,
+        };
+        match client.images().get(&name).await {
+            Ok(record) => return Ok(record),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(looked_up(e)),
+        }
+        if let Some(digest) = &image.digest {
+            let repository = format!("{}/{}", image.domain, image.path);
+            if let Some(tag) = &image.tag {
+                match client.images().get(&format!("{repository}:{tag}")).await {
+                    Ok(record) if record.target.digest.to_string() == *digest => return Ok(record),
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(looked_up(e)),
+                }
+            }
+            let filter = format!("target.digest=={digest}");
+            let records = client
+                .images()
+                .list(&[filter.as_str()])
+                .await
+                .map_err(looked_up)?;
+            if let Some(record) = records.into_iter().find(|r| {
+                r.name
+                    .strip_prefix(&repository)
+                    .is_some_and(|rest| rest.starts_with([':', '@']))
+            }) {
+                return Ok(record);
+            }
+        }
+        Err(WorkerError::ImageNotInStore {
+            image: name,
+            namespace: client.namespace().to_owned(),
+        })
+    }
+
     /// Looks `image` up by its normalized name in the worker's namespace and reads its manifest
     /// for `platform` (an empty OS or architecture is the host's) and config; reads only.
     pub async fn resolve_image(
@@ -96,21 +141,7 @@ impl Worker {
             image: name.clone(),
             problem,
         };
-        let record = match client.images().get(&name).await {
-            Ok(record) => record,
-            Err(e) if e.is_not_found() => {
-                return Err(WorkerError::ImageNotInStore {
-                    image: name,
-                    namespace: client.namespace().to_owned(),
-                })
-            }
-            Err(source) => {
-                return Err(WorkerError::Containerd {
-                    action: format!("look up image {name}"),
-                    source,
-                })
-            }
-        };
+        let record = self.image_record(image).await?;
         let platform = platform.or_host();
         let manifest =
             platform_manifest(client, &record.target, &platform.os, &platform.architecture)

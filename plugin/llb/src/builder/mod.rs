@@ -351,7 +351,7 @@ impl Marshaller {
 }
 
 /// `p` made absolute against `base` (`..` and `.` resolved lexically; a trailing `/` kept).
-pub(crate) fn join_path(base: &str, p: &str) -> String {
+pub fn join_path(base: &str, p: &str) -> String {
     let joined = if p.starts_with('/') {
         p.to_string()
     } else {
