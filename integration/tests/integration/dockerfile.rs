@@ -633,3 +633,60 @@ fn source_date_epoch_makes_uncached_builds_identical() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn only_what_the_dockerfile_reads_is_sent() -> TestResult {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
+        return Ok(());
+    };
+    let dir = fx.dir().join("reads");
+    let context = dir.join("context");
+    std::fs::create_dir_all(context.join("src/sub"))?;
+    std::fs::create_dir_all(context.join("unused"))?;
+    std::fs::write(context.join("used.txt"), "used\n")?;
+    std::fs::write(context.join("src/a.rs"), "a\n")?;
+    std::fs::write(context.join("src/sub/b.rs"), "b\n")?;
+    std::fs::write(context.join("src/skip.md"), "md\n")?;
+    for i in 0..50 {
+        std::fs::write(context.join(format!("unused/f{i}")), "never sent\n")?;
+    }
+    std::fs::write(context.join(".dockerignore"), "src/skip.md\n")?;
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM busybox AS other\nCOPY unused /unused\nFROM busybox\nCOPY used.txt /\nCOPY src /src\n",
+    )?;
+    let (ok, stderr, archive) = build_case(&fx, &dir, &Value::Null)?;
+    assert!(ok, "{stderr}");
+    // What reached the daemon: its copy of the context holds only what the target stage reads
+    // (the stage that copies `unused` is not needed), minus what .dockerignore excludes.
+    let root = fx.oxkit_root().join("local");
+    let mut received = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)?.flatten() {
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                stack.push(p);
+            } else if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
+                received.push(name.to_string());
+            }
+        }
+    }
+    for name in ["used.txt", "a.rs", "b.rs"] {
+        assert!(
+            received.iter().any(|r| r == name),
+            "{name} was sent: {received:?}"
+        );
+    }
+    for name in ["skip.md", "f0", "f49"] {
+        assert!(
+            !received.iter().any(|r| r == name),
+            "{name} was not to be sent: {received:?}"
+        );
+    }
+    let image = read_oci_archive(&archive)?;
+    assert!(image.tree.contains_key("/src/sub/b.rs"));
+    assert!(!image.tree.contains_key("/src/skip.md"));
+    assert!(!image.tree.contains_key("/unused"));
+    Ok(())
+}
