@@ -26,6 +26,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use oxkit_integration::{read_oci_archive, Fixture, Node, OciImage};
+
+use crate::support::build_dockerfile;
 use serde_json::Value;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -65,25 +67,13 @@ fn build_case(
     };
     let archive = fx.dir().join(format!("{name}.oci.tar"));
     let _ = std::fs::remove_file(&archive);
-    let mut args = vec![
-        "build".to_string(),
-        "--progress".into(),
-        "plain".into(),
-        "--frontend".into(),
-        "dockerfile.v0".into(),
-        "--local".into(),
-        format!("context={}", context.display()),
-        "--local".into(),
-        format!("dockerfile={}", dir.display()),
-        "--output".into(),
-        format!("type=oci,dest={}", archive.display()),
-    ];
-    for opt in expect["opts"].as_array().into_iter().flatten() {
-        args.push("--opt".into());
-        args.push(opt.as_str().unwrap_or_default().to_string());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, _, stderr) = fx.oxctl(&args, b"")?;
+    let opts: Vec<&str> = expect["opts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let (ok, _, stderr) = build_dockerfile(fx, dir, &context, &opts, &archive)?;
     let bytes = if ok {
         std::fs::read(&archive)?
     } else {
@@ -579,25 +569,12 @@ fn source_date_epoch_makes_uncached_builds_identical() -> TestResult {
     )?;
     let build = |n: u32| -> Result<(String, OciImage), Box<dyn std::error::Error>> {
         let archive = fx.dir().join(format!("reproducible-{n}.tar"));
-        let (ok, stdout, stderr) = fx.oxctl(
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "--frontend",
-                "dockerfile.v0",
-                "--local",
-                &format!("context={}", dir.join("context").display()),
-                "--local",
-                &format!("dockerfile={}", dir.display()),
-                "--opt",
-                "build-arg:SOURCE_DATE_EPOCH=0",
-                "--opt",
-                "no-cache=",
-                "--output",
-                &format!("type=oci,dest={}", archive.display()),
-            ],
-            b"",
+        let (ok, stdout, stderr) = build_dockerfile(
+            &fx,
+            &dir,
+            &dir.join("context"),
+            &["build-arg:SOURCE_DATE_EPOCH=0", "no-cache="],
+            &archive,
         )?;
         assert!(ok, "{stderr}");
         for step in [

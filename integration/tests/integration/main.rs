@@ -13,6 +13,7 @@ mod exporter;
 mod fileop;
 mod fixture;
 mod git;
+mod http;
 mod local;
 mod merge;
 mod resolve;

@@ -91,3 +91,34 @@ pub fn state_of<'a>(progress: &'a str, name: &str) -> Option<&'a str> {
             .find(|s| rest.starts_with(s))
     })
 }
+
+/// `oxctl build --frontend dockerfile.v0` of the `Dockerfile` in `dockerfile_dir` with build
+/// context `context` and `opts` as `--opt`s, into OCI archive `archive`, plain progress:
+/// (success, stdout, stderr).
+pub fn build_dockerfile(
+    fx: &oxkit_integration::Fixture,
+    dockerfile_dir: &std::path::Path,
+    context: &std::path::Path,
+    opts: &[&str],
+    archive: &std::path::Path,
+) -> Result<(bool, String, String), oxkit_integration::FixtureError> {
+    let mut args = vec![
+        "build".to_string(),
+        "--progress".into(),
+        "plain".into(),
+        "--frontend".into(),
+        "dockerfile.v0".into(),
+        "--local".into(),
+        format!("context={}", context.display()),
+        "--local".into(),
+        format!("dockerfile={}", dockerfile_dir.display()),
+        "--output".into(),
+        format!("type=oci,dest={}", archive.display()),
+    ];
+    for opt in opts {
+        args.push("--opt".into());
+        args.push((*opt).to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fx.oxctl(&args, b"")
+}

@@ -43,6 +43,7 @@ pub(crate) async fn worker(fx: &Fixture) -> Result<(Worker, Lease)> {
             scratch_dir: fx.dir().join("worker"),
             local_dir: fx.dir().join("local"),
             git_dir: fx.dir().join("git"),
+            http_dir: fx.dir().join("http"),
         },
     )?;
     Ok((worker, lease))

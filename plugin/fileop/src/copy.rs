@@ -1,6 +1,7 @@
 //! The copy action, with BuildKit's (fsutil's) semantics: wildcard sources, follow-symlink,
 //! Docker's destination rules, include/exclude patterns, owner, mode and timestamp overrides,
-//! hard links kept, xattrs, device nodes and fifos copied as such. Every destination entry is
+//! hard links kept, xattrs, device nodes and fifos copied as such; with `attempt_unpack`, a
+//! source that is an archive is handed to [`crate::unpack`] instead. Every destination entry is
 //! checked with `lstat` before it is written, so an existing symlink in the destination is
 //! replaced or refused, never written through.
 
@@ -8,6 +9,7 @@ use crate::error::FileOpError;
 use crate::fsmeta::{self, Node};
 use crate::pattern::{glob_match, has_wildcard, ExcludeMatcher, IncludeMatcher};
 use crate::resolve::{clean_abs, resolve};
+use crate::unpack;
 use oxkit_llb::op::Copy;
 use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
@@ -322,6 +324,20 @@ pub(crate) fn copy(
         inodes: HashMap::new(),
     };
     for sel in &sources {
+        // Docker's ADD: an archive (told by content) is extracted into `dest`, a directory.
+        if c.attempt_unpack && sel.meta.is_file() && unpack::is_archive(&sel.host) {
+            created.extend(mkdir_all(
+                ACTION,
+                &dest_clean,
+                dest_root,
+                &dst_host,
+                0o755,
+                owner,
+                c.timestamp,
+            )?);
+            unpack::unpack(&sel.host, &sel.path, &dst_host, &dest_clean, owner)?;
+            continue;
+        }
         let src_is_dir = sel.meta.is_dir();
         let dest_meta = std::fs::metadata(&dst_host).ok();
         let dest_exists_dir = dest_meta.as_ref().is_some_and(|m| m.is_dir());
@@ -336,7 +352,12 @@ pub(crate) fn copy(
         let parent = if c.dir_copy_contents && src_is_dir && dest_meta.is_none() {
             target.clone()
         } else {
-            target.parent().unwrap_or(dest_root).to_path_buf()
+            // The root itself (`COPY dir/ /`) has no parent inside the tree: it is the parent.
+            target
+                .parent()
+                .filter(|p| p.starts_with(dest_root))
+                .unwrap_or(dest_root)
+                .to_path_buf()
         };
         created.extend(mkdir_all(
             ACTION,

@@ -2,7 +2,8 @@
 //! the worker has already mounted, resolving every path inside its root so that no symlink or `..`
 //! in an image or a source makes an action read or write outside it. Also computes the content
 //! checksum of what a copy reads, for content-based cache keys, and replays a snapshot's own
-//! changes (its overlay upper directory) onto a tree, for the merge op.
+//! changes (its overlay upper directory) onto a tree, for the merge op. A copy with
+//! `attempt_unpack` extracts a source that is a tar archive, as Docker's `ADD` does.
 
 mod action;
 mod checksum;
@@ -11,6 +12,7 @@ mod error;
 mod fsmeta;
 mod pattern;
 mod resolve;
+mod unpack;
 mod upper;
 mod user;
 

@@ -1040,3 +1040,302 @@ fn checksum_covers_exactly_the_included_files() {
     env.write_src("ctx/src/main.go", "package other");
     assert_ne!(first, sum());
 }
+
+// ---- ADD's archive extraction (attempt_unpack) --------------------------------------------
+
+/// A tar entry for [`tar_of`]: raw name (not validated, so hostile names can be written).
+struct TarEntry {
+    name: &'static str,
+    kind: tar::EntryType,
+    /// File content, or link target.
+    data: &'static str,
+    mode: u32,
+    uid: u64,
+}
+
+fn file_entry(name: &'static str, data: &'static str) -> TarEntry {
+    TarEntry {
+        name,
+        kind: tar::EntryType::Regular,
+        data,
+        mode: 0o644,
+        uid: 0,
+    }
+}
+
+fn tar_of(entries: &[TarEntry]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        let name = &mut h.as_gnu_mut().unwrap().name;
+        name[..e.name.len()].copy_from_slice(e.name.as_bytes());
+        h.set_entry_type(e.kind);
+        h.set_mode(e.mode);
+        h.set_uid(e.uid);
+        h.set_gid(e.uid + 1);
+        h.set_mtime(1_000_000);
+        let data: &[u8] = if e.kind.is_file() {
+            e.data.as_bytes()
+        } else {
+            if !e.data.is_empty() {
+                h.set_link_name(e.data).unwrap();
+            }
+            b""
+        };
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn unpack_cp(src: &str, dest: &str) -> Copy {
+    Copy {
+        follow_symlink: true,
+        dir_copy_contents: true,
+        allow_empty_wildcard: true,
+        attempt_unpack: true,
+        ..cp(src, dest)
+    }
+}
+
+fn app_tar() -> Vec<u8> {
+    tar_of(&[
+        TarEntry {
+            name: "./",
+            kind: tar::EntryType::Directory,
+            data: "",
+            mode: 0o700,
+            uid: 0,
+        },
+        TarEntry {
+            name: "app/",
+            kind: tar::EntryType::Directory,
+            data: "",
+            mode: 0o750,
+            uid: 1000,
+        },
+        TarEntry {
+            mode: 0o755,
+            uid: 1000,
+            ..file_entry("app/run.sh", "#!/bin/sh\n")
+        },
+        TarEntry {
+            name: "app/link",
+            kind: tar::EntryType::Symlink,
+            data: "run.sh",
+            mode: 0o777,
+            uid: 0,
+        },
+        TarEntry {
+            name: "app/hard",
+            kind: tar::EntryType::Link,
+            data: "app/run.sh",
+            mode: 0o755,
+            uid: 1000,
+        },
+    ])
+}
+
+fn check_app(env: &Env, dir: &str) {
+    let d = env.dest.join(dir);
+    assert_eq!(env.read_dest(&format!("{dir}/app/run.sh")), "#!/bin/sh\n");
+    assert_eq!(mode(&d.join("app/run.sh")), 0o755);
+    assert_eq!(mode(&d.join("app")), 0o750);
+    assert_eq!(mtime_ns(&d.join("app")), 1_000_000 * 1_000_000_000);
+    assert_eq!(mtime_ns(&d.join("app/run.sh")), 1_000_000 * 1_000_000_000);
+    assert_eq!(
+        std::fs::read_link(d.join("app/link")).unwrap(),
+        Path::new("run.sh")
+    );
+    let (a, b) = (
+        std::fs::metadata(d.join("app/run.sh")).unwrap(),
+        std::fs::metadata(d.join("app/hard")).unwrap(),
+    );
+    assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "hard link kept");
+    // `./` names the destination itself: skipped, as moby does.
+    assert_eq!(mode(&d), 0o755);
+}
+
+#[test]
+fn add_extracts_a_gzip_tar_into_the_destination_directory() {
+    let env = Env::new();
+    std::fs::write(env.src.join("app.tar.gz"), gzip(&app_tar())).unwrap();
+    env.copy(unpack_cp("/app.tar.gz", "/opt")).unwrap();
+    check_app(&env, "opt");
+    assert!(!env.dest.join("opt/app.tar.gz").exists());
+    if is_root() {
+        let m = std::fs::metadata(env.dest.join("opt/app/run.sh")).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (1000, 1001),
+            "the archive's owner is kept"
+        );
+    }
+}
+
+#[test]
+fn add_extracts_a_plain_tar_whatever_its_name_and_overwrites() {
+    let env = Env::new();
+    std::fs::write(env.src.join("notes.txt"), app_tar()).unwrap();
+    env.write_src("old", "x");
+    std::fs::create_dir_all(env.dest.join("x/app")).unwrap();
+    std::fs::write(
+        env.dest.join("x/app/run.sh"),
+        "old content, longer than the new one\n",
+    )
+    .unwrap();
+    std::fs::write(env.dest.join("x/app/keep"), "kept").unwrap();
+    env.copy(unpack_cp("/notes.txt", "/x/")).unwrap();
+    check_app(&env, "x");
+    assert_eq!(env.read_dest("x/app/keep"), "kept", "directories merge");
+}
+
+#[test]
+fn add_with_chown_owns_extracted_entries() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new();
+    std::fs::write(env.src.join("a.tar"), app_tar()).unwrap();
+    env.copy(Copy {
+        owner: Some(Chown {
+            user: Some(UserRef::Id(7)),
+            group: Some(UserRef::Id(8)),
+        }),
+        ..unpack_cp("/a.tar", "/o/")
+    })
+    .unwrap();
+    for p in ["o", "o/app", "o/app/run.sh", "o/app/link"] {
+        let m = std::fs::symlink_metadata(env.dest.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (7, 8), "{p}");
+    }
+}
+
+#[test]
+fn add_copies_what_is_not_an_archive() {
+    let env = Env::new();
+    env.write_src("plain.txt", "just text\n");
+    // A gzip stream whose content is no tar: named like one, still copied as a file.
+    std::fs::write(env.src.join("foo.tar.gz"), gzip(b"not a tar at all\n")).unwrap();
+    std::fs::write(env.src.join("empty.tar"), b"").unwrap();
+    env.write_src("dir/in.tar", "no");
+    for src in ["/plain.txt", "/foo.tar.gz", "/empty.tar", "/dir"] {
+        env.copy(unpack_cp(src, "/c/")).unwrap();
+    }
+    assert_eq!(env.read_dest("c/plain.txt"), "just text\n");
+    assert_eq!(
+        std::fs::read(env.dest.join("c/foo.tar.gz")).unwrap(),
+        gzip(b"not a tar at all\n")
+    );
+    assert_eq!(env.read_dest("c/empty.tar"), "");
+    assert_eq!(env.read_dest("c/in.tar"), "no");
+    // Without the flag an archive is a file like any other.
+    std::fs::write(env.src.join("a.tar"), app_tar()).unwrap();
+    env.copy(cp("/a.tar", "/n/")).unwrap();
+    assert_eq!(std::fs::read(env.dest.join("n/a.tar")).unwrap(), app_tar());
+}
+
+#[test]
+fn add_detects_bzip2_xz_and_zstd_by_content() {
+    use std::io::Write;
+    let env = Env::new();
+    let raw = app_tar();
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(&raw).unwrap();
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&raw).unwrap();
+    let zst = zstd::encode_all(&raw[..], 1).unwrap();
+    for (name, data) in [
+        ("a.bin", bz.finish().unwrap()),
+        ("b.bin", xz.finish().unwrap()),
+        ("c.bin", zst),
+    ] {
+        std::fs::write(env.src.join(name), data).unwrap();
+        env.copy(unpack_cp(&format!("/{name}"), &format!("/{name}.d/")))
+            .unwrap();
+        check_app(&env, &format!("{name}.d"));
+    }
+}
+
+/// Hostile archives: `..` is refused (moby's breakout error); an absolute name and a symlink
+/// pointing out, followed by an entry through it, land inside the destination.
+#[test]
+fn add_never_writes_outside_the_root() {
+    let env = Env::new();
+    let dotdot = tar_of(&[file_entry("../../outside/x", "evil")]);
+    let inner = tar_of(&[file_entry("a/../../../outside/y", "evil")]);
+    let abs = tar_of(&[file_entry("/outside/abs", "confined")]);
+    let through = tar_of(&[
+        TarEntry {
+            name: "up",
+            kind: tar::EntryType::Symlink,
+            data: "../../../outside",
+            mode: 0o777,
+            uid: 0,
+        },
+        file_entry("up/z", "confined"),
+        TarEntry {
+            name: "root",
+            kind: tar::EntryType::Symlink,
+            data: "/",
+            mode: 0o777,
+            uid: 0,
+        },
+        file_entry("root/etc/passwd", "not the image's"),
+    ]);
+    let hard = tar_of(&[TarEntry {
+        name: "h",
+        kind: tar::EntryType::Link,
+        data: "../../outside/secret",
+        mode: 0o644,
+        uid: 0,
+    }]);
+    for (name, data) in [
+        ("dotdot", &dotdot),
+        ("inner", &inner),
+        ("abs", &abs),
+        ("through", &through),
+        ("hard", &hard),
+    ] {
+        std::fs::write(env.src.join(name), data).unwrap();
+    }
+    for name in ["dotdot", "inner", "hard"] {
+        let err = env.copy(unpack_cp(&format!("/{name}"), "/d/")).unwrap_err();
+        assert!(
+            err.to_string().contains("outside of the destination"),
+            "{name}: {err}"
+        );
+    }
+    env.copy(unpack_cp("/abs", "/d/")).unwrap();
+    assert_eq!(env.read_dest("d/outside/abs"), "confined");
+    env.copy(unpack_cp("/through", "/d/")).unwrap();
+    // Resolved inside the extraction directory, as in moby's chroot.
+    assert_eq!(env.read_dest("d/outside/z"), "confined");
+    assert_eq!(env.read_dest("d/etc/passwd"), "not the image's");
+    assert!(env.read_dest("etc/passwd").starts_with("root:x:0:0"));
+    env.outside_untouched();
+}
+
+#[test]
+fn a_directorys_contents_copy_onto_the_root() {
+    let env = Env::new();
+    env.write_src("rootfs/etc/app.conf", "conf\n");
+    env.write_src("rootfs/top", "top\n");
+    env.copy(Copy {
+        dir_copy_contents: true,
+        ..cp("/rootfs/", "/")
+    })
+    .unwrap();
+    assert_eq!(env.read_dest("etc/app.conf"), "conf\n");
+    assert_eq!(env.read_dest("top"), "top\n");
+    assert!(!env.dest.join("rootfs").exists());
+    env.outside_untouched();
+}

@@ -409,9 +409,6 @@ fn file_from_pb(cx: &Ctx<'_>, f: &pb::FileOp, n: usize) -> Result<FileOp, LlbErr
         let kind = match &a.action {
             None => return Err(cx.invalid(format!("{what} has no action"))),
             Some(pb::file_action::Action::Copy(c)) => {
-                if c.attempt_unpack_docker_compatibility {
-                    return Err(cx.unsupported(format!("{what}: copy with attemptUnpackDockerCompatibility (archive auto-extraction)")));
-                }
                 if !c.mode_str.is_empty() {
                     return Err(cx.unsupported(format!(
                         "{what}: copy with modeStr '{}' (symbolic chmod)",
@@ -440,6 +437,7 @@ fn file_from_pb(cx: &Ctx<'_>, f: &pb::FileOp, n: usize) -> Result<FileOp, LlbErr
                     include_patterns: c.include_patterns.clone(),
                     exclude_patterns: c.exclude_patterns.clone(),
                     always_replace_existing_dest_paths: c.always_replace_existing_dest_paths,
+                    attempt_unpack: c.attempt_unpack_docker_compatibility,
                 })
             }
             Some(pb::file_action::Action::Mkfile(m)) => FileActionKind::Mkfile(Mkfile {
@@ -788,7 +786,7 @@ fn file_action_to_pb(a: &FileAction, n: usize) -> pb::FileAction {
             mode: c.mode.map_or(-1, |m| m as i32),
             follow_symlink: c.follow_symlink,
             dir_copy_contents: c.dir_copy_contents,
-            attempt_unpack_docker_compatibility: false,
+            attempt_unpack_docker_compatibility: c.attempt_unpack,
             create_dest_path: c.create_dest_path,
             allow_wildcard: c.allow_wildcard,
             allow_empty_wildcard: c.allow_empty_wildcard,

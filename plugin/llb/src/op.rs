@@ -327,6 +327,10 @@ pub struct Copy {
     pub exclude_patterns: Vec<String>,
     /// Replace an existing destination of a different type instead of failing.
     pub always_replace_existing_dest_paths: bool,
+    /// Docker's `ADD` of a local archive (BuildKit's `attemptUnpackDockerCompatibility`): a
+    /// source that is a regular file holding a tar archive (plain, gzip, bzip2, xz or zstd,
+    /// told by content) is extracted into `dest` as a directory instead of being copied.
+    pub attempt_unpack: bool,
 }
 
 /// Create a file.

@@ -688,3 +688,97 @@ fn an_image_config_that_cannot_be_resolved_fails_at_marshal() {
         );
     }
 }
+
+#[test]
+fn a_seeded_cache_mount_is_written_as_its_input_and_selector() {
+    let seed = scratch().file(mkdir("/cache", 0o700));
+    let base = busybox();
+    let run = base
+        .sh("true")
+        .mount(
+            MountSpec::cache("/c", "owned")
+                .seed(&seed)
+                .selector("/cache"),
+        )
+        .mount(MountSpec::cache("/r", "from-root").seed(&base))
+        .mount(MountSpec::cache("/s", "scratch").seed(&scratch()))
+        .mount(MountSpec::cache("/p", "plain"))
+        .root();
+    let g = graph(&run);
+    let exec = g
+        .vertices()
+        .iter()
+        .find(|v| matches!(v.op, Op::Exec(_)))
+        .unwrap();
+    let Op::Exec(x) = &exec.op else { panic!() };
+    assert_eq!(
+        exec.inputs.len(),
+        2,
+        "the image (shared with the root) and the mkdir"
+    );
+    let caches: Vec<_> = x.mounts[1..]
+        .iter()
+        .map(|m| match &m.kind {
+            MountKind::Cache {
+                id,
+                input,
+                selector,
+                ..
+            } => (id.as_str(), *input, selector.as_str(), m.output),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        caches,
+        [
+            ("owned", Some(1), "/cache", None),
+            ("from-root", Some(0), "", None),
+            ("scratch", None, "", None),
+            ("plain", None, "", None),
+        ]
+    );
+}
+
+/// `attemptUnpackDockerCompatibility` (field 7 of `FileActionCopy`) survives the builder, the
+/// wire and parsing in both directions, and `dump_llb` shows it.
+#[test]
+fn copy_attempt_unpack_round_trips_through_the_wire() {
+    let ctx = scratch().file(mkfile("/a.tar", 0o644, "x"));
+    let copy = |unpack: bool| {
+        busybox().file(FileActions::new().copy(
+            &ctx,
+            "/a.tar",
+            "/opt/",
+            CopyOptions {
+                attempt_unpack_docker_compatibility: unpack,
+                ..Default::default()
+            },
+        ))
+    };
+    let flag = |st: &State| -> (bool, bool) {
+        let def = st.marshal().unwrap();
+        let g = graph(st);
+        let v = g.vertex(&g.result().unwrap().digest).unwrap();
+        let Op::File(f) = &v.op else { panic!() };
+        let FileActionKind::Copy(c) = &f.actions[0].kind else {
+            panic!()
+        };
+        let dump = dump_llb(&def).unwrap();
+        let wire = dump
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| {
+                v["Op"]["Op"]["file"]["actions"][0]["Action"]["copy"]
+                    ["attemptUnpackDockerCompatibility"]
+                    .as_bool()
+            })
+            .next_back()
+            .unwrap_or(false);
+        (c.attempt_unpack, wire)
+    };
+    assert_eq!(flag(&copy(true)), (true, true));
+    assert_eq!(flag(&copy(false)), (false, false));
+    // The flag is part of the op, so of its digest.
+    let d = |st: &State| graph(st).result().unwrap().digest.clone();
+    assert_ne!(d(&copy(true)), d(&copy(false)));
+}

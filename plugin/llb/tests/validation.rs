@@ -503,7 +503,6 @@ fn invalid_exec_ops_are_explained() {
 fn unsupported_and_invalid_file_actions() {
     let cases: Vec<(Vec<pb::FileAction>, &str)> = vec![
         (vec![], "needs at least one action"),
-        (vec![copy(pb::FileActionCopy { attempt_unpack_docker_compatibility: true, ..Default::default() })], "attemptUnpackDockerCompatibility"),
         (vec![copy(pb::FileActionCopy { mode_str: "u+x".into(), ..Default::default() })], "modeStr 'u+x' (symbolic chmod) is not supported"),
         (vec![copy(pb::FileActionCopy { required_paths: vec!["/a".into()], ..Default::default() })], "required_paths"),
         (vec![copy(pb::FileActionCopy { mode: -5, ..Default::default() })], "invalid copy mode -5"),

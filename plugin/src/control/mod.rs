@@ -45,8 +45,9 @@ const CACHE_LEASE: &str = "oxkit-build-cache";
 /// What the build service needs to know.
 #[derive(Debug, Clone)]
 pub struct BuildConfig {
-    /// The daemon's root: the cache records (`cache.redb`), the worker's scratch (`worker/`) and
-    /// the copies of clients' local directories (`local/`).
+    /// The daemon's root: the cache records (`cache.redb`), the worker's scratch (`worker/`),
+    /// the copies of clients' local directories (`local/`), the git sources' repositories
+    /// (`git/`) and the http sources' downloads (`http/`).
     pub root: PathBuf,
     /// containerd's socket.
     pub containerd_address: PathBuf,
@@ -166,6 +167,7 @@ impl ControlService {
                 scratch_dir: c.root.join("worker"),
                 local_dir: c.root.join("local"),
                 git_dir: c.root.join("git"),
+                http_dir: c.root.join("http"),
             },
         )
         .map_err(|e| Status::internal(e.to_string()))?;

@@ -8,16 +8,23 @@
 //!   temporary snapshot (on the same initial content) that is removed after the step — unlike
 //!   BuildKit, which keeps such extra copies in a pool.
 //!
-//! The initial content (`from`) only seeds a cache snapshot when it is created. Per-process state
-//! (who is using which id) is not shared between daemons.
+//! The initial content (the mount's input, at its selector) only seeds a cache snapshot when it is
+//! created ([`seed`] copies a selected subtree in); and, as in BuildKit, it is part of the cache's
+//! identity ([`identity`]). Per-process state (who is using which id) is not shared between
+//! daemons.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use oxkit_llb::op::CacheSharing;
+use oxkit_llb::op::{CacheSharing, Copy, FileAction, FileActionKind, FileInput};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OwnedMutexGuard;
+
+use crate::error::WorkerError;
 
 /// Usage of one cache id in this process.
 #[derive(Default)]
@@ -55,6 +62,100 @@ pub(crate) fn cache_key(id: &str) -> String {
     let hash = Sha256::digest(id.as_bytes());
     let hex: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("cache-{hex}")
+}
+
+/// What a cache is known by: its `id`, plus — when it has initial content — the seed's snapshot
+/// and selector. BuildKit keys a cache directory `cache-dir:<id>:<seed ref id>`, so one id seeded
+/// from different content names different caches; the selector is added here because only the
+/// selected subtree is copied in (BuildKit keeps the whole seed and mounts the subtree).
+pub(crate) fn identity(id: &str, seed: Option<&str>, selector: &str) -> String {
+    match seed {
+        None => id.to_owned(),
+        Some(snapshot) => format!("{id}\0{snapshot}\0{}", selector.trim_end_matches('/')),
+    }
+}
+
+/// Whether `selector` names the whole seed (the cache snapshot is then prepared on it).
+pub(crate) fn is_whole(selector: &str) -> bool {
+    selector.trim_matches('/').is_empty()
+}
+
+/// Fills a new, empty cache directory `cache_root` from `selector` in the seed mounted at
+/// `seed_root`: the directory's contents are copied in, and its owner and mode become the cache
+/// root's. The selector is resolved inside `seed_root` (a symlink in the seed never leads out of
+/// it). A missing selector is an error naming it, as in BuildKit (whose bind mount of the missing
+/// path fails); so is one that is not a directory.
+pub(crate) fn seed(cache_root: &Path, seed_root: &Path, selector: &str) -> Result<(), WorkerError> {
+    let bad = |reason: &str| WorkerError::Selector {
+        selector: selector.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let resolved = oxkit_fileop::resolve_in_root(seed_root, selector, true)?;
+    let meta = match std::fs::metadata(&resolved) {
+        Ok(meta) if meta.is_dir() => meta,
+        Ok(_) => {
+            return Err(bad(
+                "the initial content of a cache mount must be a directory",
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(bad(
+                "no such file or directory in the cache mount's initial content",
+            ))
+        }
+        Err(source) => {
+            return Err(WorkerError::Io {
+                action: "inspect",
+                path: resolved,
+                source,
+            })
+        }
+    };
+    // One copy per entry: the fileop copy of a directory's contents onto an existing root `/`
+    // is refused (its parent lies outside the root). The source is the resolved directory, so
+    // no symlink is followed twice; the entries' own symlinks are copied as they are.
+    let dir = resolved
+        .strip_prefix(seed_root)
+        .map(|rel| format!("/{}", rel.display()))
+        .unwrap_or_else(|_| selector.to_owned());
+    let entries = std::fs::read_dir(&resolved).map_err(|source| WorkerError::Io {
+        action: "read",
+        path: resolved.clone(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| WorkerError::Io {
+            action: "read",
+            path: resolved.clone(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let copy = FileAction {
+            input: FileInput::Scratch,
+            secondary_input: FileInput::Input(0),
+            output: None,
+            kind: FileActionKind::Copy(Copy {
+                src: format!("{}/{name}", dir.trim_end_matches('/')),
+                dest: format!("/{name}"),
+                ..Default::default()
+            }),
+        };
+        oxkit_fileop::apply(
+            cache_root,
+            &copy,
+            Some(seed_root),
+            &oxkit_fileop::EtcFiles::new(),
+        )?;
+    }
+    let io = |action, source| WorkerError::Io {
+        action,
+        path: cache_root.to_owned(),
+        source,
+    };
+    oxkit_fileop::lchown(cache_root, meta.uid(), meta.gid()).map_err(|e| io("chown", e))?;
+    oxkit_fileop::chmod(cache_root, meta.mode() & 0o7777).map_err(|e| io("chmod", e))?;
+    Ok(())
 }
 
 impl CacheMounts {
@@ -113,6 +214,74 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    #[test]
+    fn a_seed_is_part_of_the_cache_identity() {
+        assert_eq!(
+            identity("x", None, ""),
+            "x",
+            "unseeded caches keep their key"
+        );
+        assert_ne!(
+            identity("x", Some("snap-a"), ""),
+            identity("x", Some("snap-b"), "")
+        );
+        assert_ne!(
+            identity("x", Some("a"), "/p"),
+            identity("x", Some("a"), "/q")
+        );
+        assert_eq!(
+            identity("x", Some("a"), "/p/"),
+            identity("x", Some("a"), "/p")
+        );
+        assert!(is_whole("") && is_whole("/") && !is_whole("/cache"));
+    }
+
+    #[test]
+    fn seeding_copies_the_selected_directory_inside_the_seed_only() {
+        use std::os::unix::fs::{symlink, PermissionsExt as _};
+        let seed_root = tempfile::tempdir().unwrap();
+        let s = seed_root.path();
+        std::fs::create_dir_all(s.join("seed/sub")).unwrap();
+        std::fs::write(s.join("seed/file"), "seeded").unwrap();
+        std::fs::write(s.join("seed/sub/deep"), "deep").unwrap();
+        std::fs::set_permissions(s.join("seed"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        // An absolute symlink in the seed resolves inside it, never on the host.
+        symlink("/", s.join("up")).unwrap();
+
+        let cache = tempfile::tempdir().unwrap();
+        seed(cache.path(), s, "/up/seed").unwrap();
+        let c = cache.path();
+        assert_eq!(std::fs::read_to_string(c.join("file")).unwrap(), "seeded");
+        assert_eq!(std::fs::read_to_string(c.join("sub/deep")).unwrap(), "deep");
+        let meta = std::fs::metadata(c).unwrap();
+        assert_eq!(
+            meta.mode() & 0o7777,
+            0o750,
+            "the directory's mode is the cache root's"
+        );
+        assert_eq!(meta.uid(), std::fs::metadata(s.join("seed")).unwrap().uid());
+        assert!(
+            !c.join("seed").exists(),
+            "the contents are copied, not the directory"
+        );
+    }
+
+    #[test]
+    fn seeding_from_a_missing_path_names_it() {
+        let seed_root = tempfile::tempdir().unwrap();
+        std::fs::write(seed_root.path().join("plain"), "x").unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        for selector in ["/missing", "/../../etc"] {
+            let e = seed(cache.path(), seed_root.path(), selector).unwrap_err();
+            assert!(
+                matches!(&e, WorkerError::Selector { selector: s, .. } if s == selector),
+                "{selector}: {e}"
+            );
+        }
+        let e = seed(cache.path(), seed_root.path(), "/plain").unwrap_err();
+        assert!(e.to_string().contains("must be a directory"), "{e}");
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub enum WorkerError {
     /// A git source failed (resolving, fetching or checking out).
     #[error(transparent)]
     Git(#[from] oxkit_git::GitError),
+    /// An http source's download failed (or its content is not the expected one).
+    #[error(transparent)]
+    Http(#[from] oxkit_http::HttpError),
     /// A git source's ref resolved to another commit than its `git.checksum`.
     #[error("git ref {git_ref:?} of {remote} is commit {actual}, not the expected {expected}")]
     GitChecksum {

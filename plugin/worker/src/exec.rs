@@ -14,7 +14,7 @@ use oxkit_solver::{CacheMap, Op, OpContext, OpError, OutputRef, Stream};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use crate::cache_mount::CacheUse;
+use crate::cache_mount::{self, CacheUse};
 use crate::error::{Context as _, WorkerError};
 use crate::names::unique;
 use crate::secret;
@@ -497,37 +497,45 @@ impl ExecOp {
     }
 
     /// Starts a use of cache mount `id`, creating its snapshot on first use, and mounts it.
+    ///
+    /// A new cache starts with the content of `seed` (a snapshot) at `selector`: prepared on the
+    /// seed itself when the selector is its root, else created empty and filled by
+    /// [`cache_mount::seed`] from a read-only view of the seed. An existing cache keeps its
+    /// content; a busy `private` use's temporary snapshot is seeded the same way. If seeding
+    /// fails, the half-filled snapshot is removed with the step's others.
     async fn attach_cache(
         &self,
         held: &mut Held,
         id: &str,
         sharing: CacheSharing,
-        initial: Option<&str>,
+        seed: Option<&str>,
         selector: &str,
     ) -> Result<PathBuf, WorkerError> {
-        if !matches!(selector, "" | "/") {
-            return Err(WorkerError::Unsupported {
-                what: "a selector on a cache mount".into(),
-            });
-        }
+        let whole = cache_mount::is_whole(selector);
         let cache = self
             .worker
             .caches()
-            .acquire(id, sharing, || unique("cache-private"))
+            .acquire(&cache_mount::identity(id, seed, selector), sharing, || {
+                unique("cache-private")
+            })
             .await;
         let key = cache.key.clone();
         let temporary = cache.temporary;
         held.caches.push(cache);
         let snapshots = self.worker.client().snapshots();
-        let mounts = match snapshots.mounts(&key).await {
-            Ok(m) if !temporary => m,
-            _ => match snapshots.prepare(&key, initial, &Labels::new()).await {
-                Ok(m) => m,
+        let parent = if whole { seed } else { None };
+        let (mounts, created) = match snapshots.mounts(&key).await {
+            Ok(m) if !temporary => (m, false),
+            _ => match snapshots.prepare(&key, parent, &Labels::new()).await {
+                Ok(m) => (m, true),
                 // A concurrent shared user created it first.
-                Err(e) if e.is_already_exists() => snapshots
-                    .mounts(&key)
-                    .await
-                    .doing(|| format!("mount cache {id:?}"))?,
+                Err(e) if e.is_already_exists() => (
+                    snapshots
+                        .mounts(&key)
+                        .await
+                        .doing(|| format!("mount cache {id:?}"))?,
+                    false,
+                ),
                 Err(source) => {
                     return Err(WorkerError::Containerd {
                         action: format!("create the snapshot of cache {id:?}"),
@@ -541,7 +549,31 @@ impl ExecOp {
         }
         let dir = mount_at(&self.worker, &unique("oxkit-cache"), mounts).await?;
         held.mounted.push(dir.clone());
+        if let (true, false, Some(seed)) = (created, whole, seed) {
+            let filled = self.fill_cache(held, &dir, seed, selector).await;
+            if let Err(e) = filled {
+                if !temporary {
+                    held.snapshots.push((key, None));
+                }
+                return Err(e);
+            }
+        }
         Ok(dir)
+    }
+
+    /// Copies `selector` of snapshot `seed` into the new cache mounted at `dir`.
+    async fn fill_cache(
+        &self,
+        held: &mut Held,
+        dir: &Path,
+        seed: &str,
+        selector: &str,
+    ) -> Result<(), WorkerError> {
+        let seed_root = self.attach(held, Some(seed), true, "", None).await?;
+        let (dir, selector) = (dir.to_owned(), selector.to_owned());
+        tokio::task::spawn_blocking(move || cache_mount::seed(&dir, &seed_root, &selector))
+            .await
+            .map_err(|e| WorkerError::InvalidOp(e.to_string()))?
     }
 
     async fn run(
@@ -655,13 +687,13 @@ impl ExecOp {
                     input,
                     selector,
                 } => {
-                    let initial = match input {
+                    let seed = match input {
                         Some(i) => Some(self.input(inputs, *i)?.name().to_owned()),
                         None => None,
                     };
                     let id = if id.is_empty() { &m.dest } else { id };
                     let source = self
-                        .attach_cache(held, id, *sharing, initial.as_deref(), selector)
+                        .attach_cache(held, id, *sharing, seed.as_deref(), selector)
                         .await?;
                     SpecMount::Bind {
                         source,

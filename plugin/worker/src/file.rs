@@ -109,6 +109,13 @@ fn action_doc(a: &FileAction) -> Value {
             "owner": owner_doc(s.owner.as_ref()), "timestamp": s.timestamp,
         }}),
     };
+    let mut kind = kind;
+    if let FileActionKind::Copy(c) = &a.kind {
+        // Only when set, so that the keys of every other copy stay what they were.
+        if c.attempt_unpack {
+            kind["copy"]["unpack"] = json!(true);
+        }
+    }
     // The secondary input only means something for copy.
     let secondary = match a.kind {
         FileActionKind::Copy(_) => input_doc(a.secondary_input),
@@ -464,6 +471,7 @@ mod tests {
             ("wildcard", copy(|c| c.allow_wildcard = true)),
             ("exclude", copy(|c| c.exclude_patterns = vec!["*.o".into()])),
             ("timestamp", copy(|c| c.timestamp = Some(1))),
+            ("unpack", copy(|c| c.attempt_unpack = true)),
             (
                 "owner",
                 copy(|c| {

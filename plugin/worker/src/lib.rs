@@ -2,7 +2,8 @@
 //! mounter and a scratch directory; it turns LLB vertices into solver ops — the image source
 //! ([`ImageSourceOp`]), the local source ([`LocalSourceOp`], a client directory synced by
 //! `oxkit-localsync`), the git source ([`GitSourceOp`], a commit fetched and checked out by
-//! `oxkit-git`), the exec op ([`ExecOp`]), the file op ([`FileOpOp`], which applies
+//! `oxkit-git`), the http(s) source ([`HttpSourceOp`], one file downloaded by `oxkit-http`),
+//! the exec op ([`ExecOp`]), the file op ([`FileOpOp`], which applies
 //! `oxkit-fileop`'s actions to snapshots) and the merge op ([`MergeOp`]) — whose outputs are
 //! committed snapshots ([`SnapshotRef`]), and loads recorded results back ([`Worker`] is the
 //! solver's `ResultLoader`). Ops reach the build's client (its secrets and local directories)
@@ -14,6 +15,7 @@ mod exec;
 mod file;
 mod git;
 mod held;
+mod http;
 mod image;
 mod local;
 mod merge;
@@ -30,6 +32,7 @@ pub use error::WorkerError;
 pub use exec::{exec_cache_digest, ExecOp};
 pub use file::{file_cache_map, FileOpOp};
 pub use git::GitSourceOp;
+pub use http::HttpSourceOp;
 pub use image::{chain_ids, ImageConfig, ImageSourceOp, ResolvedImage};
 pub use local::{LocalSourceError, LocalSourceOp};
 pub use merge::{merge_cache_map, MergeOp};

@@ -17,6 +17,7 @@ use crate::error::WorkerError;
 use crate::exec::ExecOp;
 use crate::file::FileOpOp;
 use crate::git::GitSourceOp;
+use crate::http::HttpSourceOp;
 use crate::image::{ImageConfig, ImageSourceOp};
 use crate::local::LocalSourceOp;
 use crate::merge::MergeOp;
@@ -131,6 +132,9 @@ pub struct WorkerOptions {
     /// Where the shared bare repositories of git sources are kept, one per remote (e.g.
     /// `<root>/git`); created if missing.
     pub git_dir: PathBuf,
+    /// Where the downloads of http sources are kept, one per URL (e.g. `<root>/http`); created
+    /// when first needed.
+    pub http_dir: PathBuf,
 }
 
 /// Runs ops on containerd snapshots. Cheap to clone; clones share everything.
@@ -147,6 +151,7 @@ pub(crate) struct Inner {
     shims: Arc<ShimGroup>,
     local: oxkit_localsync::Store,
     git: oxkit_git::GitCache,
+    http: oxkit_http::HttpCache,
 }
 
 impl std::fmt::Debug for Worker {
@@ -185,6 +190,7 @@ impl Worker {
                 caches: CacheMounts::default(),
                 local: oxkit_localsync::Store::new(options.local_dir),
                 git: oxkit_git::GitCache::new(options.git_dir, Default::default())?,
+                http: oxkit_http::HttpCache::new(options.http_dir, Default::default())?,
             }),
         })
     }
@@ -228,15 +234,19 @@ impl Worker {
         &self.inner.git
     }
 
+    /// The downloads of http sources.
+    pub(crate) fn http(&self) -> &oxkit_http::HttpCache {
+        &self.inner.http
+    }
+
     pub(crate) fn caches(&self) -> &CacheMounts {
         &self.inner.caches
     }
 
     /// The solver op of `vertex`: an [`ImageSourceOp`] for `docker-image://` sources, a
     /// [`LocalSourceOp`] for `local://` sources, a [`GitSourceOp`] for git sources, an
-    /// [`ExecOp`] for exec ops, a [`FileOpOp`] for file ops and a [`MergeOp`] for merge ops.
-    /// Other sources are not this worker's ([`WorkerError::Unsupported`]): the daemon maps them
-    /// to their own crates.
+    /// [`HttpSourceOp`] for `http://` and `https://` sources, an [`ExecOp`] for exec ops, a
+    /// [`FileOpOp`] for file ops and a [`MergeOp`] for merge ops.
     pub fn op(&self, vertex: &oxkit_llb::Vertex) -> Result<Arc<dyn Op>, WorkerError> {
         match &vertex.op {
             LlbOp::Source(source) => match &source.source {
@@ -249,9 +259,7 @@ impl Worker {
                     Ok(Arc::new(LocalSourceOp::new(self.clone(), local.clone())))
                 }
                 Source::Git(git) => Ok(Arc::new(GitSourceOp::new(self.clone(), git.clone())?)),
-                other => Err(WorkerError::Unsupported {
-                    what: format!("the {} source ({})", other.scheme(), source.identifier),
-                }),
+                Source::Http(http) => Ok(Arc::new(HttpSourceOp::new(self.clone(), http.clone()))),
             },
             LlbOp::Exec(exec) => Ok(Arc::new(ExecOp::new(self.clone(), exec.clone()))),
             LlbOp::File(file) => Ok(Arc::new(FileOpOp::new(

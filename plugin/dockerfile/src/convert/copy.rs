@@ -1,5 +1,6 @@
 //! `COPY` and `ADD`: sources from the build context, a stage, an image or a named context,
-//! inline heredoc files, and for `ADD` http(s) and git URLs; one file op per instruction.
+//! inline heredoc files, and for `ADD` http(s) and git URLs and the extraction of local
+//! archives; one file op per instruction.
 
 use oxkit_llb::{
     git_with, http_with, mkfile, scratch, CopyOptions, FileActions, GitOptions, HttpOptions, Owner,
@@ -10,12 +11,6 @@ use super::dispatch::{normalize_path, parse_owner, StageBuilder};
 use super::At;
 use crate::instruction::{Add, Copy, SourceSpec};
 use crate::DockerfileError;
-
-/// Extensions of the archives `ADD` would extract (refused: oxkit cannot extract yet).
-const ARCHIVES: &[&str] = &[
-    ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".tar.zst", ".tzst",
-    ".tar.lz4",
-];
 
 /// What one `COPY`/`ADD` does, flags expanded.
 struct Transfer<'s> {
@@ -224,15 +219,6 @@ impl StageBuilder<'_, '_> {
                             },
                         );
                     } else {
-                        if is_add && is_archive(&src) {
-                            return Err(self.cx.error(
-                                at,
-                                format!(
-                                    "ADD {src}: extracting local archives is not supported yet; \
-                                     use COPY and RUN tar -x, or ADD a URL"
-                                ),
-                            ));
-                        }
                         let path = normalize_path("/", &src);
                         let path = if path.len() > 1 {
                             path.trim_end_matches('/').to_string()
@@ -260,6 +246,9 @@ impl StageBuilder<'_, '_> {
                                 // As BuildKit: a wildcard matching nothing copies nothing.
                                 allow_empty_wildcard: true,
                                 exclude_patterns: excludes.clone(),
+                                // As BuildKit: ADD extracts a local archive (told by content),
+                                // never a downloaded one.
+                                attempt_unpack_docker_compatibility: is_add,
                                 ..Default::default()
                             },
                         );
@@ -333,11 +322,6 @@ fn url_file_name(url: &str) -> String {
     }
 }
 
-fn is_archive(src: &str) -> bool {
-    let lower = src.to_ascii_lowercase();
-    ARCHIVES.iter().any(|ext| lower.ends_with(ext))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +358,66 @@ mod tests {
         );
         assert_eq!(url_file_name("https://example.com/"), "__unnamed__");
         assert_eq!(url_file_name("https://example.com"), "__unnamed__");
+    }
+
+    /// `ADD` of a local path asks for Docker's archive extraction (the file op decides by
+    /// content, so a name like `notes.txt` is flagged too); `ADD` of a URL and `COPY` never do.
+    #[test]
+    fn add_of_a_local_source_attempts_unpack_and_nothing_else_does() {
+        use oxkit_llb::op::{FileActionKind, Op, Platform};
+        use oxkit_llb::{ImageMetaResolver, ResolvedImageConfig};
+
+        struct NoImages;
+        impl ImageMetaResolver for NoImages {
+            fn resolve_image_config(
+                &self,
+                _: &str,
+                _: Option<&Platform>,
+            ) -> Result<ResolvedImageConfig, Box<dyn std::error::Error + Send + Sync>> {
+                Err("no images in this test".into())
+            }
+        }
+        let text = "FROM scratch\n\
+                    ADD app.tar.gz notes.txt /opt/\n\
+                    ADD --chown=7:8 --chmod=0640 plain.tar /p/\n\
+                    ADD https://example.com/r.tar.gz /dl/\n\
+                    COPY b.tar /c/\n";
+        let df = crate::parse(text, "Dockerfile").unwrap();
+        let opts = crate::ConvertOptions {
+            filename: "Dockerfile".into(),
+            context_name: "context".into(),
+            ..Default::default()
+        };
+        let c = crate::convert(&df, &opts, std::sync::Arc::new(NoImages)).unwrap();
+        let g = c.definition.parse().unwrap();
+        let mut copies: Vec<(String, String, bool, Option<u32>, bool)> = g
+            .vertices()
+            .iter()
+            .filter_map(|v| match &v.op {
+                Op::File(f) => Some(f.actions.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|a| match a.kind {
+                FileActionKind::Copy(c) => {
+                    Some((c.src, c.dest, c.attempt_unpack, c.mode, c.owner.is_some()))
+                }
+                _ => None,
+            })
+            .collect();
+        copies.sort();
+        let want = |src: &str, dest: &str, unpack, mode, owner| {
+            (src.to_string(), dest.to_string(), unpack, mode, owner)
+        };
+        assert_eq!(
+            copies,
+            vec![
+                want("/app.tar.gz", "/opt/", true, None, true),
+                want("/b.tar", "/c/", false, None, true),
+                want("/notes.txt", "/opt/", true, None, true),
+                want("/plain.tar", "/p/", true, Some(0o640), true),
+                want("/r.tar.gz", "/dl/", false, None, true),
+            ]
+        );
     }
 }

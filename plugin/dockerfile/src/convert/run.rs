@@ -2,7 +2,7 @@
 //! its mounts, network and security mode.
 
 use oxkit_llb::op::{CacheSharing, NetMode};
-use oxkit_llb::{mkfile, scratch, MountSpec};
+use oxkit_llb::{mkfile, scratch, FileActions, MkdirOptions, MountSpec, Owner, State};
 
 use super::dispatch::StageBuilder;
 use super::At;
@@ -11,6 +11,9 @@ use crate::DockerfileError;
 
 /// Where a heredoc script starting with `#!` is mounted to be run (as BuildKit).
 const PIPES_DIR: &str = "/dev/pipes/";
+
+/// The directory made in a cache mount's seed to carry its `uid`, `gid` and `mode` (as BuildKit).
+const CACHE_SEED_DIR: &str = "/cache";
 
 impl StageBuilder<'_, '_> {
     /// `RUN`.
@@ -208,20 +211,6 @@ impl StageBuilder<'_, '_> {
                 uid,
                 gid,
             } => {
-                if from.is_some() || source.is_some() {
-                    return Err(self.cx.error(
-                        at,
-                        "RUN --mount=type=cache: from= and source= are not supported yet \
-                         (oxkit cannot seed a cache mount)",
-                    ));
-                }
-                if mode.is_some() || uid.is_some() || gid.is_some() {
-                    return Err(self.cx.error(
-                        at,
-                        "RUN --mount=type=cache: uid=, gid= and mode= are not supported yet \
-                         (the cache directory is owned by root, mode 0755)",
-                    ));
-                }
                 let target = target_of(self, target)?;
                 let id = match id {
                     Some(id) => self.expand(id, at)?,
@@ -232,6 +221,13 @@ impl StageBuilder<'_, '_> {
                     Sharing::Private => CacheSharing::Private,
                     Sharing::Locked => CacheSharing::Locked,
                 });
+                let (seed, selector) = self.cache_seed(from, source, (*uid, *gid, *mode), at)?;
+                if let Some(seed) = seed {
+                    spec = spec.seed(&seed);
+                }
+                if let Some(selector) = selector {
+                    spec = spec.selector(&selector);
+                }
                 if *readonly {
                     spec = spec.readonly();
                 }
@@ -277,6 +273,51 @@ impl StageBuilder<'_, '_> {
             }
         }))
     }
+
+    /// The initial content of a cache mount, as BuildKit's `dispatchRunMounts` makes it: the
+    /// `from` stage or image (scratch when none) at `source`; or, when `source` is the root and
+    /// one of `uid`, `gid`, `mode` is given, a `/cache` directory made on top of it with that
+    /// owner (default 0:0) and mode (default 0755) — `source` wins over them, as in BuildKit.
+    /// `None` for a scratch seed without a directory (an empty cache, no input).
+    fn cache_seed(
+        &mut self,
+        from: &Option<String>,
+        source: &Option<String>,
+        (uid, gid, mode): (Option<u32>, Option<u32>, Option<u32>),
+        at: At,
+    ) -> Result<(Option<State>, Option<String>), DockerfileError> {
+        let state = match from {
+            Some(from) => {
+                let src = self.cx.source(self.index, from, at)?;
+                self.cx.source_state(&src, &self.platform.clone(), at)?
+            }
+            None => scratch().platform(self.platform.clone()),
+        };
+        let source = match source {
+            Some(s) => self.expand(s, at)?,
+            None => String::new(),
+        };
+        let selector = super::dispatch::normalize_path("/", &source);
+        let selector = selector.trim_end_matches('/');
+        if !selector.is_empty() {
+            return Ok((Some(state), Some(selector.to_owned())));
+        }
+        if uid.is_none() && gid.is_none() && mode.is_none() {
+            return Ok(((!state.is_scratch()).then_some(state), None));
+        }
+        let dir = FileActions::new().mkdir_with(
+            CACHE_SEED_DIR,
+            mode.unwrap_or(0o755),
+            MkdirOptions {
+                owner: Some(Owner::Ids(uid.unwrap_or(0), gid.unwrap_or(0))),
+                ..Default::default()
+            },
+        );
+        let seeded = state
+            .file(dir)
+            .custom_name("[internal] settings cache mount permissions");
+        Ok((Some(seeded), Some(CACHE_SEED_DIR.to_owned())))
+    }
 }
 
 /// True when a `RUN` command line is only the heredoc `name` (`<<EOF`, `<<-EOF`, `<<"EOF"`).
@@ -308,6 +349,112 @@ fn summarize(doc: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oxkit_llb::op::{Chown, FileActionKind, Mkdir, MountKind, Op, Platform, UserRef};
+    use oxkit_llb::{Graph, ImageMetaResolver, ResolvedImageConfig};
+    use std::sync::Arc;
+
+    /// No image is resolved: the Dockerfiles here only use `scratch`.
+    struct NoImages;
+
+    impl ImageMetaResolver for NoImages {
+        fn resolve_image_config(
+            &self,
+            reference: &str,
+            _: Option<&Platform>,
+        ) -> Result<ResolvedImageConfig, Box<dyn std::error::Error + Send + Sync>> {
+            Err(format!("unexpected image {reference}").into())
+        }
+    }
+
+    fn graph(text: &str) -> Graph {
+        let df = crate::parse(text, "Dockerfile").expect("parses");
+        let opts = crate::ConvertOptions {
+            filename: "Dockerfile".into(),
+            context_name: "context".into(),
+            platform: Platform {
+                os: "linux".into(),
+                architecture: "amd64".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let c = crate::convert(&df, &opts, Arc::new(NoImages)).expect("converts");
+        c.definition.parse().expect("parses back")
+    }
+
+    /// The cache mount at `/c` of the step running `script`: its seed's op (if any) and selector.
+    fn cache_at_c<'g>(g: &'g Graph, script: &str) -> (Option<&'g Op>, String) {
+        let v = g
+            .vertices()
+            .iter()
+            .find(|v| matches!(&v.op, Op::Exec(e) if e.meta.args.last().map(String::as_str) == Some(script)))
+            .unwrap_or_else(|| panic!("no step runs {script}"));
+        let Op::Exec(e) = &v.op else { unreachable!() };
+        let m = e
+            .mounts
+            .iter()
+            .find(|m| m.dest == "/c")
+            .expect("a mount at /c");
+        let MountKind::Cache {
+            input, selector, ..
+        } = &m.kind
+        else {
+            panic!("{m:?} is not a cache mount")
+        };
+        let seed = input.map(|i| &g.vertex(&v.inputs[i].digest).expect("the seed vertex").op);
+        (seed, selector.clone())
+    }
+
+    #[test]
+    fn cache_mounts_are_seeded_as_buildkit_seeds_them() {
+        let g = graph(
+            "FROM scratch AS seedstage\n\
+             RUN mkseed\n\
+             FROM scratch\n\
+             RUN --mount=type=cache,target=/c,uid=1000,gid=1001,mode=0700 owned\n\
+             RUN --mount=type=cache,target=/c,gid=7 group-only\n\
+             RUN --mount=type=cache,target=/c,from=seedstage,source=/seed/,id=s from-path\n\
+             RUN --mount=type=cache,target=/c,from=seedstage whole-stage\n\
+             RUN --mount=type=cache,target=/c,source=/x,uid=5 source-wins\n\
+             RUN --mount=type=cache,target=/c plain\n",
+        );
+        let mkdir = |uid, gid, mode| {
+            FileActionKind::Mkdir(Mkdir {
+                path: "/cache".into(),
+                mode,
+                make_parents: false,
+                owner: Some(Chown {
+                    user: Some(UserRef::Id(uid)),
+                    group: Some(UserRef::Id(gid)),
+                }),
+                timestamp: None,
+            })
+        };
+        for (script, want) in [
+            ("owned", mkdir(1000, 1001, 0o700)),
+            ("group-only", mkdir(0, 7, 0o755)),
+        ] {
+            let (seed, selector) = cache_at_c(&g, script);
+            let Some(Op::File(f)) = seed else {
+                panic!("{script}: seed {seed:?}")
+            };
+            assert_eq!(f.actions.len(), 1, "{script}");
+            assert_eq!(f.actions[0].kind, want, "{script}");
+            assert_eq!(selector, "/cache", "{script}");
+        }
+        let (seed, selector) = cache_at_c(&g, "from-path");
+        assert!(matches!(seed, Some(Op::Exec(e)) if e.meta.args.last().unwrap() == "mkseed"));
+        assert_eq!(selector, "/seed");
+        let (seed, selector) = cache_at_c(&g, "whole-stage");
+        assert!(matches!(seed, Some(Op::Exec(_))));
+        assert_eq!(selector, "");
+        assert_eq!(
+            cache_at_c(&g, "source-wins"),
+            (None, "/x".to_string()),
+            "source= wins over uid= (scratch is no input)"
+        );
+        assert_eq!(cache_at_c(&g, "plain"), (None, String::new()));
+    }
 
     #[test]
     fn lone_heredocs_are_recognized() {

@@ -1002,24 +1002,6 @@ fn errors_name_the_line() {
             "mixes a name and an id",
         ),
         (
-            one(vec![ins(
-                12,
-                "ADD app.tar.gz /",
-                Instruction::Add(Add {
-                    sources: vec![SourceSpec::Path("app.tar.gz".into())],
-                    dest: "/".into(),
-                    chown: None,
-                    chmod: None,
-                    checksum: None,
-                    keep_git_dir: false,
-                    link: false,
-                    excludes: vec![],
-                }),
-            )]),
-            12,
-            "extracting local archives is not supported yet",
-        ),
-        (
             one(vec![copy(13, &["https://example.com/x"], "/", None)]),
             13,
             "source can't be a URL for COPY",

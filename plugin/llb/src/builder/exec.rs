@@ -21,9 +21,19 @@ pub struct MountSpec {
 
 #[derive(Clone, Debug)]
 enum SpecKind {
-    Bind { from: Box<State>, selector: String },
-    Cache { id: String, sharing: CacheSharing },
-    Tmpfs { size: Option<u64> },
+    Bind {
+        from: Box<State>,
+        selector: String,
+    },
+    Cache {
+        id: String,
+        sharing: CacheSharing,
+        seed: Option<Box<State>>,
+        selector: String,
+    },
+    Tmpfs {
+        size: Option<u64>,
+    },
     Secret(SecretMount),
 }
 
@@ -47,6 +57,8 @@ impl MountSpec {
             kind: SpecKind::Cache {
                 id: id.into(),
                 sharing: CacheSharing::Shared,
+                seed: None,
+                selector: String::new(),
             },
             readonly: false,
         }
@@ -91,10 +103,26 @@ impl MountSpec {
         self
     }
 
-    /// For a bind mount: mount only this path of the source state.
+    /// For a bind mount: mount only this path of the source state. For a cache mount with a
+    /// [`MountSpec::seed`]: the path of the seed whose content a new cache starts with
+    /// (`llb.SourcePath`).
     pub fn selector(mut self, path: &str) -> MountSpec {
-        if let SpecKind::Bind { selector, .. } = &mut self.kind {
-            *selector = path.to_string();
+        match &mut self.kind {
+            SpecKind::Bind { selector, .. } | SpecKind::Cache { selector, .. } => {
+                *selector = path.to_string();
+            }
+            SpecKind::Tmpfs { .. } | SpecKind::Secret(_) => {}
+        }
+        self
+    }
+
+    /// For a cache mount: the state whose content (at [`MountSpec::selector`], default its
+    /// root) a cache starts with when it is created; an existing cache keeps its content.
+    /// Marshalled as the mount's input, as BuildKit's `llb.AddMount(dest, from,
+    /// llb.AsPersistentCacheDir(..))` does.
+    pub fn seed(mut self, from: &State) -> MountSpec {
+        if let SpecKind::Cache { seed, .. } = &mut self.kind {
+            *seed = Some(Box::new(from.clone()));
         }
         self
     }
@@ -294,12 +322,17 @@ impl Run {
                     };
                     (kind, output, Some(*from))
                 }
-                SpecKind::Cache { id, sharing } => (
+                SpecKind::Cache {
+                    id,
+                    sharing,
+                    seed,
+                    selector,
+                } => (
                     MountKind::Cache {
                         id,
                         sharing,
-                        input: None,
-                        selector: String::new(),
+                        input: seed.and_then(|s| add_input(&s.output)),
+                        selector,
                     },
                     None,
                     None,

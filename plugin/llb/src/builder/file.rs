@@ -71,6 +71,9 @@ pub struct CopyOptions {
     pub timestamp: Option<i64>,
     /// Replace an existing destination of another type instead of failing.
     pub always_replace_existing_dest_paths: bool,
+    /// Extract a source that is a tar archive (told by content) into the destination
+    /// directory instead of copying it, as Docker's `ADD` does with local archives.
+    pub attempt_unpack_docker_compatibility: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -267,6 +270,7 @@ impl State {
                         include_patterns: o.include_patterns,
                         exclude_patterns: o.exclude_patterns,
                         always_replace_existing_dest_paths: o.always_replace_existing_dest_paths,
+                        attempt_unpack: o.attempt_unpack_docker_compatibility,
                     })
                 }
             };
