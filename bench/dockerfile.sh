@@ -105,6 +105,18 @@ for r in $(seq "$ROUNDS"); do
   say "round $r/$ROUNDS done"
 done
 
+# Sanity (stderr): the last round's oxkit and BuildKit steps (name, then DONE and its time, or
+# CACHED).
+steps() { awk '/^#[0-9]+ / { if ($2 == "DONE" || $2 == "CACHED") printf "%s: %s %s; ", n[$1], $2, $3;
+                             else if (!($1 in n)) { n[$1] = $0; sub(/^#[0-9]+ /, "", n[$1]) } }' "$1"; }
+for tool in oxkit buildkit; do
+  for sc in "${SCENARIOS[@]}"; do
+    for log in "$T/$tool.$sc".*.log; do
+      [ -f "$log" ] && say "$tool $sc: $(steps "$log")"
+    done
+  done
+done
+
 raw() { for v in $1; do printf '%s ' "$(ms "$v")"; done; }
 for tool in "${AVAILABLE[@]}"; do
   for sc in "${SCENARIOS[@]}"; do say "rounds (ms) $tool $sc: $(raw "${TIMES[$tool.$sc]}")"; done

@@ -244,6 +244,31 @@ fn busybox_history(fx: &Fixture) -> Result<usize, Box<dyn std::error::Error>> {
 /// An entry whose difference is gone fails the test, so the list stays true.
 const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[
     (
+        "copy-exclude",
+        "build",
+        "COPY --exclude is a dockerfile 1.7 labs flag; BuildKit 0.8 answers `Unknown flag: exclude`",
+    ),
+    (
+        "copy-link",
+        "build",
+        "COPY --link came with dockerfile 1.4; BuildKit 0.8 answers `Unknown flag: link`",
+    ),
+    (
+        "named-context-local-dir",
+        "build",
+        "named contexts (`--build-context`, BuildKit's `context:NAME`) came after docker 20.10",
+    ),
+    (
+        "named-context-replaces-image",
+        "build",
+        "named contexts (`--build-context`, BuildKit's `context:NAME`) came after docker 20.10",
+    ),
+    (
+        "run-network-host",
+        "build",
+        "RUN --network is a labs feature in BuildKit 0.8's built-in frontend (`Unknown flag: network`)",
+    ),
+    (
         "directives-syntax-and-check",
         "build",
         "BuildKit fetches the `# syntax=` frontend image from Docker Hub (no network here); oxkit's built-in frontend ignores the directive",
@@ -332,7 +357,8 @@ fn build_with_buildkit(
         } else if let Some(label) = opt.strip_prefix("label:") {
             flags.push(("--label", label));
         } else {
-            return Err(format!("{name}: no docker build flag for --opt {opt}").into());
+            // `docker build` 20.10 has no flag for it (e.g. named contexts).
+            return Ok(Err(format!("docker build has no flag for --opt {opt}")));
         }
     }
     for (flag, value) in &flags {

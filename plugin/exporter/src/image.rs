@@ -131,6 +131,9 @@ pub struct BuiltImage {
     pub chain_ids: Vec<String>,
     /// How many layers were written by this build (not taken from the base image).
     pub new_layers: usize,
+    /// The build's committed snapshots that hold the new layers, bottom first (the last
+    /// `new_layers` of `layers`).
+    pub new_snapshots: Vec<String>,
 }
 
 /// Exports build results as images into containerd's store through a leased client.
@@ -167,7 +170,14 @@ impl ImageExporter {
                 options.source_date_epoch,
             )
             .await?;
-        self.ensure_chain_snapshots(&built.chain_ids, &built.layers)
+        // With SOURCE_DATE_EPOCH the blobs' times are clamped, the build's snapshots' are not:
+        // the chain snapshots are then applied from the blobs, so both ways of running the
+        // image see the same files.
+        let sources: &[String] = match options.source_date_epoch {
+            None => &built.new_snapshots,
+            Some(_) => &[],
+        };
+        self.ensure_chain_snapshots(&built.chain_ids, &built.layers, sources)
             .await?;
         for name in &options.names {
             self.client
@@ -276,6 +286,7 @@ impl ImageExporter {
             layers,
             chain_ids: chain,
             new_layers: new.len(),
+            new_snapshots: new,
         })
     }
 
@@ -446,10 +457,17 @@ impl ImageExporter {
     /// Makes sure every layer exists as a committed snapshot named by its chain ID (what
     /// containerd's unpacker looks for), applying the layer blob where one is missing — so the
     /// image runs with `--snapshotter oxkit` without any unpacking at run time.
+    ///
+    /// A missing layer whose build snapshot is among `sources` (the new layers' snapshots, bottom
+    /// first: they are the top `sources.len()` layers) is cloned from it by hard links
+    /// ([`oxkit_fileop::link_upper`]): the same change, without writing the files again. Any
+    /// other — or one whose clone fails — is applied from its blob through containerd's Diff
+    /// service.
     async fn ensure_chain_snapshots(
         &self,
         chain: &[String],
         layers: &[Descriptor],
+        sources: &[String],
     ) -> Result<(), ExportError> {
         let sn = self.client.snapshots();
         // The snapshots below an existing one exist too (its parents): find the highest that
@@ -465,8 +483,19 @@ impl ImageExporter {
                 Err(e) => return Err(ctr(format!("failed to stat snapshot {id}"))(e)),
             }
         }
+        let first_source = chain.len().saturating_sub(sources.len());
         for (i, (id, layer)) in chain.iter().zip(layers).enumerate().skip(have) {
             let parent = (i > 0).then(|| chain[i - 1].as_str());
+            if let Some(source) = i.checked_sub(first_source).and_then(|j| sources.get(j)) {
+                match self.clone_layer(id, parent, source).await {
+                    Ok(()) => continue,
+                    Err(e) => tracing::debug!(
+                        layer = id,
+                        error = %e,
+                        "could not clone the build snapshot; applying the blob"
+                    ),
+                }
+            }
             let key = format!("export-apply-{}-{}", std::process::id(), unique());
             let mounts = sn
                 .prepare(&key, parent, &Labels::new())
@@ -487,6 +516,79 @@ impl ImageExporter {
             applied?;
         }
         Ok(())
+    }
+}
+
+impl ImageExporter {
+    /// Makes snapshot `id` on `parent` as a hard-link clone of committed build snapshot
+    /// `source`'s own layer. Another export making `id` meanwhile is success.
+    async fn clone_layer(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        source: &str,
+    ) -> Result<(), ExportError> {
+        let sn = self.client.snapshots();
+        let view = format!("export-clone-view-{}-{}", std::process::id(), unique());
+        let key = format!("export-clone-{}-{}", std::process::id(), unique());
+        let result = async {
+            let from = sn
+                .view(&view, Some(source), &Labels::new())
+                .await
+                .map_err(ctr(format!("failed to view snapshot {source}")))?;
+            let from = upper_dir(source, &from)?;
+            let to = sn
+                .prepare(&key, parent, &Labels::new())
+                .await
+                .map_err(ctr(format!("failed to prepare the snapshot of layer {id}")))?;
+            let to = active_upper_dir(&key, &to)?;
+            tokio::task::spawn_blocking(move || oxkit_fileop::link_upper(&from, &to))
+                .await
+                .map_err(|e| ExportError::Io {
+                    what: format!("cloning snapshot {source} stopped"),
+                    source: std::io::Error::other(e.to_string()),
+                })?
+                .map_err(|source_err| ExportError::Io {
+                    what: format!("failed to clone snapshot {source} as layer {id}"),
+                    source: source_err,
+                })?;
+            match sn.commit(id, &key, &Labels::new()).await {
+                Ok(()) => Ok(true),
+                Err(e) if e.is_already_exists() => Ok(false),
+                Err(e) => Err(ctr(format!("failed to commit snapshot {id}"))(e)),
+            }
+        }
+        .await;
+        let _ = sn.remove(&view).await;
+        if !matches!(result, Ok(true)) {
+            let _ = sn.remove(&key).await;
+        }
+        result.map(|_| ())
+    }
+}
+
+/// The directory an active oxkit snapshot's changes go to, from its mounts: a snapshot without
+/// parent is a read-write bind of it, one with parents an overlay with an `upperdir`.
+fn active_upper_dir(key: &str, mounts: &[Mount]) -> Result<PathBuf, ExportError> {
+    let none = || ExportError::NoUpperDir {
+        snapshot: key.into(),
+        detail: format!("{mounts:?}"),
+    };
+    let [m] = mounts else { return Err(none()) };
+    let dir = match m.kind.as_str() {
+        "bind" => PathBuf::from(&m.source),
+        "overlay" => m
+            .options
+            .iter()
+            .find_map(|o| o.strip_prefix("upperdir="))
+            .map(PathBuf::from)
+            .ok_or_else(none)?,
+        _ => return Err(none()),
+    };
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(none())
     }
 }
 

@@ -243,6 +243,7 @@ mod tests {
             layers: vec![layer, shared.clone(), shared],
             chain_ids: vec![],
             new_layers: 1,
+            new_snapshots: vec!["build-snapshot".into()],
         }
     }
 

@@ -2,14 +2,16 @@
 //! the worker has already mounted, resolving every path inside its root so that no symlink or `..`
 //! in an image or a source makes an action read or write outside it. Also computes the content
 //! checksum of what a copy reads, for content-based cache keys, and replays a snapshot's own
-//! changes (its overlay upper directory) onto a tree, for the merge op. A copy with
-//! `attempt_unpack` extracts a source that is a tar archive, as Docker's `ADD` does.
+//! changes (its overlay upper directory) onto a tree, for the merge op, or clones it by hard
+//! links into a new snapshot, for the exporter. A copy with `attempt_unpack` extracts a source
+//! that is a tar archive, as Docker's `ADD` does.
 
 mod action;
 mod checksum;
 mod copy;
 mod error;
 mod fsmeta;
+mod link;
 mod pattern;
 mod resolve;
 mod unpack;
@@ -20,6 +22,7 @@ pub use action::{apply, owner_inputs, FileOpPlan, PlannedAction};
 pub use checksum::{content_checksum, ChecksumOptions};
 pub use error::FileOpError;
 pub use fsmeta::{chmod, lchown, set_times};
+pub use link::link_upper;
 pub use pattern::{glob_match, ExcludeMatcher, IncludeMatcher};
 pub use resolve::{resolve_in_root, resolve_parent_in_root};
 pub use upper::apply_upper;
