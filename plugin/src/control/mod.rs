@@ -278,6 +278,17 @@ impl Control for ControlService {
                 "a build gives either a definition or a frontend, not both",
             ));
         }
+        // A definition is checked before anything waits (its session, containerd).
+        let definition = match &frontend {
+            None => Some(
+                Definition::from_bytes(&r.definition)
+                    .and_then(|d| d.parse())
+                    .map_err(|e| {
+                        Status::invalid_argument(format!("invalid build definition: {e}"))
+                    })?,
+            ),
+            Some(_) => None,
+        };
         let attrs: BTreeMap<String, String> = r.exporter_attrs.into_iter().collect();
         let mut export = parse_export(&r.exporter, &attrs)?;
         if let Some(epoch) = frontend
@@ -298,16 +309,14 @@ impl Control for ControlService {
             ),
         };
         let backend = self.backend().await?;
-        let (graph, image_config) = match &frontend {
-            None => {
-                let graph = Definition::from_bytes(&r.definition)
-                    .and_then(|d| d.parse())
-                    .map_err(|e| {
-                        Status::invalid_argument(format!("invalid build definition: {e}"))
-                    })?;
-                (graph, None)
+        let (graph, image_config) = match (definition, &frontend) {
+            (Some(graph), _) => (graph, None),
+            (None, None) => {
+                return Err(Status::internal(
+                    "a build with neither definition nor frontend",
+                ))
             }
-            Some(request) => {
+            (None, Some(request)) => {
                 let session = session.as_ref().ok_or_else(|| {
                     Status::invalid_argument(
                         "the Dockerfile frontend reads the Dockerfile through a client session; \
