@@ -50,6 +50,18 @@ fn cases() -> Vec<PathBuf> {
     cases
 }
 
+/// Case `dir`'s build context: its `context/`, or an empty directory made under `scratch`.
+fn context_of(dir: &Path, scratch: &Path) -> std::io::Result<PathBuf> {
+    match dir.join("context") {
+        c if c.is_dir() => Ok(c),
+        _ => {
+            let empty = scratch.join("empty-context");
+            std::fs::create_dir_all(&empty)?;
+            Ok(empty)
+        }
+    }
+}
+
 /// Builds case `dir` into an OCI archive; returns (success, stderr, archive bytes).
 fn build_case(
     fx: &Fixture,
@@ -57,14 +69,7 @@ fn build_case(
     expect: &Value,
 ) -> Result<(bool, String, Vec<u8>), Box<dyn std::error::Error>> {
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
-    let context = match dir.join("context") {
-        c if c.is_dir() => c,
-        _ => {
-            let empty = fx.dir().join("empty-context");
-            std::fs::create_dir_all(&empty)?;
-            empty
-        }
-    };
+    let context = context_of(dir, fx.dir())?;
     let archive = fx.dir().join(format!("{name}.oci.tar"));
     let _ = std::fs::remove_file(&archive);
     let opts: Vec<&str> = expect["opts"]
@@ -323,14 +328,7 @@ fn build_with_buildkit(
         .to_string_lossy()
         .into_owned();
     let tag = format!("oxk-compare/{name}:latest");
-    let context = match dir.join("context") {
-        c if c.is_dir() => c,
-        _ => {
-            let empty = dockerd.dir().join("empty-context");
-            std::fs::create_dir_all(&empty)?;
-            empty
-        }
-    };
+    let context = context_of(dir, dockerd.dir())?;
     let dockerfile = dir.join("Dockerfile").display().to_string();
     let context = context.display().to_string();
     let mut args = vec![

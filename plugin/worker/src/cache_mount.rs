@@ -111,43 +111,29 @@ pub(crate) fn seed(cache_root: &Path, seed_root: &Path, selector: &str) -> Resul
             })
         }
     };
-    // One copy per entry: the fileop copy of a directory's contents onto an existing root `/`
-    // is refused (its parent lies outside the root). The source is the resolved directory, so
-    // no symlink is followed twice; the entries' own symlinks are copied as they are.
+    // The source is the resolved directory, so no symlink is followed twice; the entries' own
+    // symlinks are copied as they are.
     let dir = resolved
         .strip_prefix(seed_root)
         .map(|rel| format!("/{}", rel.display()))
         .unwrap_or_else(|_| selector.to_owned());
-    let entries = std::fs::read_dir(&resolved).map_err(|source| WorkerError::Io {
-        action: "read",
-        path: resolved.clone(),
-        source,
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| WorkerError::Io {
-            action: "read",
-            path: resolved.clone(),
-            source,
-        })?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let copy = FileAction {
-            input: FileInput::Scratch,
-            secondary_input: FileInput::Input(0),
-            output: None,
-            kind: FileActionKind::Copy(Copy {
-                src: format!("{}/{name}", dir.trim_end_matches('/')),
-                dest: format!("/{name}"),
-                ..Default::default()
-            }),
-        };
-        oxkit_fileop::apply(
-            cache_root,
-            &copy,
-            Some(seed_root),
-            &oxkit_fileop::EtcFiles::new(),
-        )?;
-    }
+    let copy = FileAction {
+        input: FileInput::Scratch,
+        secondary_input: FileInput::Input(0),
+        output: None,
+        kind: FileActionKind::Copy(Copy {
+            src: format!("{}/", dir.trim_end_matches('/')),
+            dest: "/".into(),
+            dir_copy_contents: true,
+            ..Default::default()
+        }),
+    };
+    oxkit_fileop::apply(
+        cache_root,
+        &copy,
+        Some(seed_root),
+        &oxkit_fileop::EtcFiles::new(),
+    )?;
     let io = |action, source| WorkerError::Io {
         action,
         path: cache_root.to_owned(),

@@ -364,32 +364,14 @@ mod tests {
     /// content, so a name like `notes.txt` is flagged too); `ADD` of a URL and `COPY` never do.
     #[test]
     fn add_of_a_local_source_attempts_unpack_and_nothing_else_does() {
-        use oxkit_llb::op::{FileActionKind, Op, Platform};
-        use oxkit_llb::{ImageMetaResolver, ResolvedImageConfig};
+        use oxkit_llb::op::{FileActionKind, Op};
 
-        struct NoImages;
-        impl ImageMetaResolver for NoImages {
-            fn resolve_image_config(
-                &self,
-                _: &str,
-                _: Option<&Platform>,
-            ) -> Result<ResolvedImageConfig, Box<dyn std::error::Error + Send + Sync>> {
-                Err("no images in this test".into())
-            }
-        }
         let text = "FROM scratch\n\
                     ADD app.tar.gz notes.txt /opt/\n\
                     ADD --chown=7:8 --chmod=0640 plain.tar /p/\n\
                     ADD https://example.com/r.tar.gz /dl/\n\
                     COPY b.tar /c/\n";
-        let df = crate::parse(text, "Dockerfile").unwrap();
-        let opts = crate::ConvertOptions {
-            filename: "Dockerfile".into(),
-            context_name: "context".into(),
-            ..Default::default()
-        };
-        let c = crate::convert(&df, &opts, std::sync::Arc::new(NoImages)).unwrap();
-        let g = c.definition.parse().unwrap();
+        let g = super::super::tests::graph_of(text);
         let mut copies: Vec<(String, String, bool, Option<u32>, bool)> = g
             .vertices()
             .iter()

@@ -349,38 +349,10 @@ fn summarize(doc: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oxkit_llb::op::{Chown, FileActionKind, Mkdir, MountKind, Op, Platform, UserRef};
-    use oxkit_llb::{Graph, ImageMetaResolver, ResolvedImageConfig};
-    use std::sync::Arc;
+    use oxkit_llb::op::{Chown, FileActionKind, Mkdir, MountKind, Op, UserRef};
+    use oxkit_llb::Graph;
 
-    /// No image is resolved: the Dockerfiles here only use `scratch`.
-    struct NoImages;
-
-    impl ImageMetaResolver for NoImages {
-        fn resolve_image_config(
-            &self,
-            reference: &str,
-            _: Option<&Platform>,
-        ) -> Result<ResolvedImageConfig, Box<dyn std::error::Error + Send + Sync>> {
-            Err(format!("unexpected image {reference}").into())
-        }
-    }
-
-    fn graph(text: &str) -> Graph {
-        let df = crate::parse(text, "Dockerfile").expect("parses");
-        let opts = crate::ConvertOptions {
-            filename: "Dockerfile".into(),
-            context_name: "context".into(),
-            platform: Platform {
-                os: "linux".into(),
-                architecture: "amd64".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let c = crate::convert(&df, &opts, Arc::new(NoImages)).expect("converts");
-        c.definition.parse().expect("parses back")
-    }
+    use super::super::tests::graph_of as graph;
 
     /// The cache mount at `/c` of the step running `script`: its seed's op (if any) and selector.
     fn cache_at_c<'g>(g: &'g Graph, script: &str) -> (Option<&'g Op>, String) {

@@ -205,6 +205,13 @@ fn convert_with(
     Ok((c, graph))
 }
 
+/// Dockerfile `text` parsed and converted with [`options`]: the graph of its definition. For
+/// the instruction modules' own tests.
+pub(super) fn graph_of(text: &str) -> Graph {
+    let df = crate::parse(text, "Dockerfile").expect("parses");
+    convert_with(&df, &options()).expect("converts").1
+}
+
 fn ok(df: &Dockerfile) -> (Converted, Graph) {
     convert_with(df, &options()).expect("converts")
 }
