@@ -18,7 +18,7 @@ start_daemons() {
   export OXKIT_HOST=unix://$WORK/oxkitd.sock
   # oxkitd first: containerd's first calls to a proxy socket that is not there yet fail.
   "$bin/oxkitd" --root "$WORK/oxkit" --snapshotter-address "$WORK/oxkit.sock" \
-    --address "$WORK/oxkitd.sock" --containerd-address "$ADDR" --log-level warn 2>"$WORK/oxkitd.log" &
+    --address "$WORK/oxkitd.sock" --containerd-address "$ADDR" --log-level "${OXKITD_LOG:-warn}" 2>"$WORK/oxkitd.log" &
   OXKITD_PID=$!
   wait_for "oxkitd" "[ -S '$WORK/oxkit.sock' ]" "$WORK/oxkitd.log"
   containerd --config "$WORK/config.toml" --log-level warn 2>"$WORK/containerd.log" &

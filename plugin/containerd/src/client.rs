@@ -1,12 +1,14 @@
 //! [`Client`]: a connection to containerd in one namespace, optionally scoped to a lease; the entry
 //! point to every service of this crate.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use containerd_client::services::v1::{
     containers_client::ContainersClient, content_client::ContentClient, diff_client::DiffClient,
-    images_client::ImagesClient, leases_client::LeasesClient,
-    snapshots::snapshots_client::SnapshotsClient, tasks_client::TasksClient,
+    images_client::ImagesClient, introspection_client::IntrospectionClient,
+    leases_client::LeasesClient, snapshots::snapshots_client::SnapshotsClient,
+    tasks_client::TasksClient,
 };
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -32,6 +34,8 @@ pub struct Client {
     channel: Channel,
     namespace: MetadataValue<tonic::metadata::Ascii>,
     lease: Option<(String, MetadataValue<tonic::metadata::Ascii>)>,
+    /// containerd's blob directory, when it is on this machine and shares blobs: asked once.
+    pub(crate) local_blobs: Arc<tokio::sync::OnceCell<Option<PathBuf>>>,
 }
 
 impl Client {
@@ -52,6 +56,7 @@ impl Client {
             channel,
             namespace,
             lease: None,
+            local_blobs: Arc::default(),
         })
     }
 
@@ -151,6 +156,10 @@ impl Client {
     pub(crate) fn content_rpc(&self) -> ContentClient<Channel> {
         // Blobs and reads can be large: lift tonic's 4 MiB default on what we receive.
         ContentClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
+    }
+
+    pub(crate) fn introspection_rpc(&self) -> IntrospectionClient<Channel> {
+        IntrospectionClient::new(self.channel.clone())
     }
 
     pub(crate) fn images_rpc(&self) -> ImagesClient<Channel> {

@@ -1,6 +1,8 @@
-//! Blobs in containerd's content store: written streamed and verified, read back, labelled (the
-//! garbage-collection labels that tie a manifest to its layers and a config to its snapshots).
+//! Blobs in containerd's content store: written streamed and verified (or, from a file on the
+//! same machine, handed over by a hard link), read back, labelled (the garbage-collection labels
+//! that tie a manifest to its layers and a config to its snapshots).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -147,53 +149,65 @@ impl Content {
                 }),
             }
         };
-        match next().await {
-            Ok(_) => {}
+        let adopted = match next().await {
+            // The blob is in containerd's backing store already (put there by `write_file`, or
+            // by another namespace) and the store shares blobs: the ingest starts complete, and
+            // committing it records the blob in this namespace without a byte sent.
+            Ok(status) => expected.is_some_and(|(_, size)| {
+                size > 0
+                    && size_from_pb(status.offset) == size
+                    && size_from_pb(status.total) == size
+            }),
             Err(e) if e.is_already_exists() && expected.is_some() => {
                 let (d, s) = expected.expect("checked");
                 return existing(d.clone(), s).await;
             }
             Err(e) => return Err(e),
-        }
-
-        let mut hasher = Sha256::new();
-        let mut offset: u64 = 0;
-        let mut buf = vec![0; CHUNK];
-        loop {
-            let n = read_full(&mut reader, &mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            send(
-                &tx,
-                pb::WriteContentRequest {
-                    action: pb::WriteAction::Write as i32,
-                    r#ref: reference.clone(),
-                    offset: size_to_pb(offset),
-                    data: buf[..n].to_vec(),
-                    ..Default::default()
-                },
-            )?;
-            offset += n as u64;
-            next().await?;
-        }
-        let actual = Digest::from_sha256(&hasher.finalize());
-        let matches = match expected {
-            Some((d, s)) => *d == actual && s == offset,
-            None => true,
         };
-        if !matches {
-            let (d, s) = expected.expect("only an expected digest can mismatch");
-            drop(tx);
-            self.abort(&reference).await;
-            return Err(ContainerdError::ContentMismatch {
-                expected: d.to_string(),
-                actual: actual.to_string(),
-                size: offset,
-                expected_size: Some(s),
-            });
-        }
+        let (actual, offset) = match expected {
+            Some((digest, size)) if adopted => (digest.clone(), size),
+            _ => {
+                let mut hasher = Sha256::new();
+                let mut offset: u64 = 0;
+                let mut buf = vec![0; CHUNK];
+                loop {
+                    let n = read_full(&mut reader, &mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    send(
+                        &tx,
+                        pb::WriteContentRequest {
+                            action: pb::WriteAction::Write as i32,
+                            r#ref: reference.clone(),
+                            offset: size_to_pb(offset),
+                            data: buf[..n].to_vec(),
+                            ..Default::default()
+                        },
+                    )?;
+                    offset += n as u64;
+                    next().await?;
+                }
+                let actual = Digest::from_sha256(&hasher.finalize());
+                let matches = match expected {
+                    Some((d, s)) => *d == actual && s == offset,
+                    None => true,
+                };
+                if !matches {
+                    let (d, s) = expected.expect("only an expected digest can mismatch");
+                    drop(tx);
+                    self.abort(&reference).await;
+                    return Err(ContainerdError::ContentMismatch {
+                        expected: d.to_string(),
+                        actual: actual.to_string(),
+                        size: offset,
+                        expected_size: Some(s),
+                    });
+                }
+                (actual, offset)
+            }
+        };
         send(
             &tx,
             pb::WriteContentRequest {
@@ -220,6 +234,88 @@ impl Content {
             Err(e) if e.is_already_exists() => existing(actual, offset).await,
             Err(e) => Err(e),
         }
+    }
+
+    /// Stores the blob in file `path`, whose digest and size are known. Where containerd keeps
+    /// its blobs on this machine and shares them between namespaces ([`Self::local_blob_dir`]),
+    /// the file is hard-linked into that store and the write only records it: no byte crosses
+    /// the socket and containerd neither copies nor hashes it again. Otherwise, or if the link
+    /// cannot be made, the file is streamed as [`Self::write`] does. The file itself is left
+    /// where it is; it must not change until this returns, nor afterwards while linked.
+    pub async fn write_file(
+        &self,
+        media_type: &str,
+        path: &Path,
+        (digest, size): (&Digest, u64),
+        labels: &Labels,
+    ) -> Result<WriteOutcome, ContainerdError> {
+        if let Some(dir) = self.local_blob_dir().await {
+            let target = dir.join(digest.hex());
+            match std::fs::hard_link(path, &target) {
+                Ok(()) => {}
+                // Committed before (or by another writer): the store's copy is that blob.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => tracing::debug!(
+                    path = %path.display(),
+                    target = %target.display(),
+                    error = %e,
+                    "could not link a blob into containerd's store; streaming it"
+                ),
+            }
+        }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| ContainerdError::Io {
+                action: "open blob file",
+                path: path.to_owned(),
+                source,
+            })?;
+        self.write(media_type, Some((digest, size)), file, labels)
+            .await
+    }
+
+    /// containerd's directory of sha256 blobs, if it is on this machine and blobs put there are
+    /// adopted by a write that names them: the content plugin's `root` export exists here and
+    /// the metadata store's sharing policy is `shared` (containerd's default). Asked once per
+    /// connection; `None` when containerd says otherwise or cannot be asked.
+    pub async fn local_blob_dir(&self) -> Option<PathBuf> {
+        self.client
+            .local_blobs
+            .get_or_init(|| async {
+                let dir = self.ask_local_blob_dir().await;
+                tracing::debug!(dir = ?dir, "containerd's local blob directory");
+                dir
+            })
+            .await
+            .clone()
+    }
+
+    async fn ask_local_blob_dir(&self) -> Option<PathBuf> {
+        let request = pb::PluginsRequest {
+            filters: vec![
+                "type==io.containerd.content.v1,id==content".into(),
+                "type==io.containerd.metadata.v1,id==bolt".into(),
+            ],
+        };
+        let plugins = self
+            .client
+            .introspection_rpc()
+            .plugins(self.client.request(request))
+            .await
+            .ok()?
+            .into_inner()
+            .plugins;
+        let export = |kind: &str, key: &str| {
+            plugins
+                .iter()
+                .find(|p| p.r#type == kind && p.init_err.is_none())
+                .and_then(|p| p.exports.get(key).cloned())
+        };
+        if export("io.containerd.metadata.v1", "policy").as_deref() != Some("shared") {
+            return None;
+        }
+        let dir = PathBuf::from(export("io.containerd.content.v1", "root")?).join("blobs/sha256");
+        dir.is_dir().then_some(dir)
     }
 
     /// Best effort: drops the ingest `reference` (what a failed write left).

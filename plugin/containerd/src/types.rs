@@ -139,6 +139,38 @@ impl Mount {
             _ => None,
         }
     }
+
+    /// The layer directories a read-only view of a committed snapshot on an overlay snapshotter
+    /// shows, top first: the bind mount's source, or the overlay's lower directories. `None` for
+    /// a writable mount or any other form.
+    pub fn view_layers(view: &[Mount]) -> Option<Vec<std::path::PathBuf>> {
+        let [m] = view else { return None };
+        match m.kind.as_str() {
+            "bind" if m.is_read_only() => Some(vec![m.source.clone().into()]),
+            "overlay" if !m.options.iter().any(|o| o.starts_with("upperdir=")) => m
+                .options
+                .iter()
+                .find_map(|o| o.strip_prefix("lowerdir="))
+                .map(|l| l.split(':').map(Into::into).collect()),
+            _ => None,
+        }
+    }
+
+    /// The directory an active snapshot's writes land in, from its mounts on an overlay
+    /// snapshotter: a writable bind mount's source (no parent), or the overlay's upper
+    /// directory. `None` for a read-only mount or any other form.
+    pub fn active_upper(mounts: &[Mount]) -> Option<std::path::PathBuf> {
+        let [m] = mounts else { return None };
+        match m.kind.as_str() {
+            "bind" if !m.is_read_only() => Some(m.source.clone().into()),
+            "overlay" => m
+                .options
+                .iter()
+                .find_map(|o| o.strip_prefix("upperdir="))
+                .map(Into::into),
+            _ => None,
+        }
+    }
 }
 
 /// The chain IDs of layers with `diff_ids` (bottom first), as the OCI image spec defines them:
@@ -159,6 +191,38 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn views_show_their_layers_and_active_mounts_their_upper_dir() {
+        let mount = |kind: &str, source: &str, options: &[&str]| Mount {
+            kind: kind.into(),
+            source: source.into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+        };
+        let view = [mount("bind", "/s/1/fs", &["ro", "rbind"])];
+        assert_eq!(Mount::view_layers(&view), Some(vec!["/s/1/fs".into()]));
+        assert_eq!(Mount::active_upper(&view), None);
+        let view = [mount(
+            "overlay",
+            "overlay",
+            &["ro", "lowerdir=/s/3/fs:/s/2/fs"],
+        )];
+        assert_eq!(
+            Mount::view_layers(&view),
+            Some(vec!["/s/3/fs".into(), "/s/2/fs".into()])
+        );
+        let active = [mount("bind", "/s/4/fs", &["rw", "rbind"])];
+        assert_eq!(Mount::active_upper(&active), Some("/s/4/fs".into()));
+        assert_eq!(Mount::view_layers(&active), None);
+        let active = [mount(
+            "overlay",
+            "overlay",
+            &["workdir=/s/5/work", "upperdir=/s/5/fs", "lowerdir=/s/3/fs"],
+        )];
+        assert_eq!(Mount::active_upper(&active), Some("/s/5/fs".into()));
+        assert_eq!(Mount::view_layers(&active), None);
+        assert_eq!(Mount::view_layers(&[]), None);
+    }
 
     #[test]
     fn a_views_layer_dir_is_its_bind_source_or_first_lower_dir() {

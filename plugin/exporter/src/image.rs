@@ -1,5 +1,6 @@
 //! The `type=image` export: layers, config, manifest and image record in containerd.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -143,8 +144,8 @@ pub struct ImageExporter {
 }
 
 impl ImageExporter {
-    /// An exporter using `client` (scope it with the build's lease) and `scratch` for temporary
-    /// blob files.
+    /// An exporter using `client` (scope it with the build's lease) and `scratch` for the
+    /// layer files it writes (on containerd's filesystem, they are handed over by hard links).
     pub fn new(client: Client, scratch: impl Into<PathBuf>) -> Self {
         ImageExporter {
             client,
@@ -337,9 +338,16 @@ impl ImageExporter {
         if let Some(hit) = self.memoized_layer(snapshot, &memo_key).await {
             return Ok(hit);
         }
+        let started = std::time::Instant::now();
         let (desc, diff_id) = self
             .write_new_layer(snapshot, compression, source_date_epoch)
             .await?;
+        tracing::debug!(
+            snapshot,
+            size = desc.size,
+            seconds = started.elapsed().as_secs_f64(),
+            "layer written"
+        );
         let memo = Labels::from([(
             memo_key,
             format!(
@@ -385,6 +393,10 @@ impl ImageExporter {
         let mounts = mounts.map_err(ctr(format!("failed to view snapshot {snapshot}")))?;
         let result = async {
             let upper = upper_dir(snapshot, &mounts)?;
+            let opts = LayerOptions {
+                compression,
+                source_date_epoch,
+            };
             let tmp = tempfile::NamedTempFile::new_in(&self.scratch).map_err(|source| {
                 ExportError::Io {
                     what: format!(
@@ -395,38 +407,33 @@ impl ImageExporter {
                 }
             })?;
             let path = tmp.path().to_path_buf();
-            let opts = LayerOptions {
-                compression,
-                source_date_epoch,
-            };
             let snap = snapshot.to_string();
             let layer = tokio::task::spawn_blocking(move || {
-                let file = std::fs::File::create(&path).map_err(|source| ExportError::Io {
-                    what: format!("failed to open {}", path.display()),
-                    source,
+                let io = |what: String| move |source| ExportError::Io { what, source };
+                let file = std::fs::File::create(&path)
+                    .map_err(io(format!("failed to open {}", path.display())))?;
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+                let layer =
+                    write_layer(&upper, &mut out, &opts).map_err(|source| ExportError::Layer {
+                        snapshot: snap,
+                        source,
+                    })?;
+                let file = out.into_inner().map_err(|e| {
+                    io(format!("failed to write {}", path.display()))(e.into_error())
                 })?;
-                write_layer(
-                    &upper,
-                    std::io::BufWriter::with_capacity(1 << 20, file),
-                    &opts,
-                )
-                .map_err(|source| ExportError::Layer {
-                    snapshot: snap,
-                    source,
-                })
+                // containerd may adopt the file as it is (see `Content::write_file`): it must be
+                // on disk and read-only first, as containerd's own commits are.
+                file.sync_all()
+                    .map_err(io(format!("failed to sync {}", path.display())))?;
+                file.set_permissions(std::fs::Permissions::from_mode(0o444))
+                    .map_err(io(format!("failed to chmod {}", path.display())))?;
+                Ok::<_, ExportError>(layer)
             })
             .await
             .map_err(|e| ExportError::Io {
                 what: "layer writer task failed".into(),
                 source: std::io::Error::other(e),
             })??;
-            let file =
-                tokio::fs::File::open(tmp.path())
-                    .await
-                    .map_err(|source| ExportError::Io {
-                        what: "failed to reopen the layer blob".into(),
-                        source,
-                    })?;
             let digest: Digest = layer
                 .digest
                 .as_str()
@@ -435,10 +442,10 @@ impl ImageExporter {
             let outcome = self
                 .client
                 .content()
-                .write(
+                .write_file(
                     layer.media_type,
-                    Some((&digest, layer.size)),
-                    file,
+                    tmp.path(),
+                    (&digest, layer.size),
                     &Labels::new(),
                 )
                 .await
@@ -487,8 +494,16 @@ impl ImageExporter {
         for (i, (id, layer)) in chain.iter().zip(layers).enumerate().skip(have) {
             let parent = (i > 0).then(|| chain[i - 1].as_str());
             if let Some(source) = i.checked_sub(first_source).and_then(|j| sources.get(j)) {
+                let started = std::time::Instant::now();
                 match self.clone_layer(id, parent, source).await {
-                    Ok(()) => continue,
+                    Ok(()) => {
+                        tracing::debug!(
+                            layer = id,
+                            seconds = started.elapsed().as_secs_f64(),
+                            "layer snapshot cloned"
+                        );
+                        continue;
+                    }
                     Err(e) => tracing::debug!(
                         layer = id,
                         error = %e,

@@ -6,10 +6,11 @@ use crate::error::FileOpError;
 use crate::fsmeta;
 use crate::pattern::has_wildcard;
 use crate::resolve::{clean_abs, resolve};
+use crate::share::LayerPaths;
 use crate::user::{resolve_owner, UserLookup};
 use oxkit_llb::op::{FileAction, FileActionKind, FileInput, FileOp, Mkdir, Mkfile, Rm, Symlink};
 use std::io::ErrorKind;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Applies `action` to the tree mounted (writable) at `dest_root`.
@@ -23,15 +24,16 @@ pub fn apply(
     action: &FileAction,
     source_root: Option<&Path>,
     users: &dyn UserLookup,
+    paths: Option<&LayerPaths>,
 ) -> Result<(), FileOpError> {
     match &action.kind {
         FileActionKind::Copy(c) => {
             let owner = resolve_owner("copy", c.owner.as_ref(), users)?;
             match source_root {
-                Some(src) => copy(dest_root, src, c, owner),
+                Some(src) => copy(dest_root, src, c, owner, paths),
                 None => {
                     let empty = scratch_dir()?;
-                    let r = copy(dest_root, empty.path(), c, owner);
+                    let r = copy(dest_root, empty.path(), c, owner, None);
                     drop(empty);
                     r
                 }
@@ -137,6 +139,11 @@ fn mkfile(root: &Path, m: &Mkfile, owner: Option<(u32, u32)>) -> Result<(), File
         });
     }
     let io = |op, e| FileOpError::io(A, &path, op, &host, e);
+    // A file with more links may share its inode with a committed layer (a copy links files
+    // instead of writing them, see `crate::share`): it is replaced, never written through.
+    if std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_file() && m.nlink() > 1) {
+        std::fs::remove_file(&host).map_err(|e| io("remove", e))?;
+    }
     // Resolution left no symlink in `host`; NOFOLLOW makes sure none appeared since.
     let mut f = std::fs::OpenOptions::new()
         .write(true)

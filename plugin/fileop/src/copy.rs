@@ -9,6 +9,7 @@ use crate::error::FileOpError;
 use crate::fsmeta::{self, Node};
 use crate::pattern::{glob_match, has_wildcard, ExcludeMatcher, IncludeMatcher};
 use crate::resolve::{clean_abs, resolve};
+use crate::share::{LayerPaths, Sharer};
 use crate::unpack;
 use oxkit_llb::op::Copy;
 use std::collections::{HashMap, HashSet};
@@ -274,6 +275,7 @@ pub(crate) fn copy(
     src_root: &Path,
     c: &Copy,
     owner: Option<(u32, u32)>,
+    paths: Option<&LayerPaths>,
 ) -> Result<(), FileOpError> {
     let filter = Filter::new(&c.include_patterns, &c.exclude_patterns)?;
     let dest_clean = clean_abs(&c.dest);
@@ -322,6 +324,8 @@ pub(crate) fn copy(
         owner,
         dest_path: &dest_clean,
         inodes: HashMap::new(),
+        sharer: Sharer::new(paths, src_root, dest_root),
+        made_dirs: created.iter().cloned().collect(),
     };
     for sel in &sources {
         // Docker's ADD: an archive (told by content) is extracted into `dest`, a directory.
@@ -380,6 +384,12 @@ struct Copier<'a> {
     owner: Option<(u32, u32)>,
     dest_path: &'a str,
     inodes: HashMap<(u64, u64), PathBuf>,
+    /// Shares files by hard links where the mounts allow ([`crate::share`]).
+    sharer: Option<Sharer<'a>>,
+    /// Directories this copy made: what goes into them cannot exist yet, so it needs no
+    /// `lstat` (one per file saved; `create_new` below still refuses anything planted there),
+    /// and overlayfs knows nothing of their contents, so files may be linked into them.
+    made_dirs: HashSet<PathBuf>,
 }
 
 impl Copier<'_> {
@@ -402,9 +412,6 @@ impl Copier<'_> {
         target: &Path,
     ) -> Result<(), FileOpError> {
         let mut dirs: Vec<(PathBuf, &Entry, bool)> = Vec::new();
-        // Directories this copy made: what goes into them cannot exist yet, so it needs no
-        // `lstat` (one per file saved; `create_new` below still refuses anything planted there).
-        let mut made_dirs: HashSet<PathBuf> = HashSet::new();
         for e in entries {
             let t = if e.rel.is_empty() {
                 target.to_path_buf()
@@ -412,7 +419,7 @@ impl Copier<'_> {
                 target.join(&e.rel)
             };
             let in_made_dir =
-                !e.rel.is_empty() && t.parent().is_some_and(|p| made_dirs.contains(p));
+                !e.rel.is_empty() && t.parent().is_some_and(|p| self.made_dirs.contains(p));
             let existing = if in_made_dir {
                 None
             } else {
@@ -439,10 +446,17 @@ impl Copier<'_> {
                     }
                 };
                 if created {
-                    made_dirs.insert(t.clone());
+                    self.made_dirs.insert(t.clone());
                 }
                 dirs.push((t, e, created));
                 continue;
+            }
+            if in_made_dir && e.meta.is_file() && self.keeps_meta(&e.meta) {
+                if let Some(sharer) = self.sharer.as_mut() {
+                    if sharer.link(&e.host, &e.meta, &t) {
+                        continue;
+                    }
+                }
             }
             match existing {
                 Some(m) if m.is_dir() => {
@@ -473,6 +487,17 @@ impl Copier<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the copy of an entry with `meta` keeps its owner, mode and times (so that the
+    /// source file itself may stand for it).
+    fn keeps_meta(&self, meta: &Metadata) -> bool {
+        self.owner.is_none_or(|o| o == (meta.uid(), meta.gid()))
+            && self
+                .c
+                .mode
+                .is_none_or(|m| m & 0o7777 == meta.mode() & 0o7777)
+            && self.c.timestamp.is_none()
     }
 
     /// Owner, mode, xattrs and times of a copied entry (`open`: as [`Made::Entry`] has it).

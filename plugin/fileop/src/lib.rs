@@ -1,7 +1,8 @@
 //! oxkit's file op: applies LLB file actions (copy, mkdir, mkfile, rm, symlink) to directory trees
 //! the worker has already mounted, resolving every path inside its root so that no symlink or `..`
 //! in an image or a source makes an action read or write outside it. Also computes the content
-//! checksum of what a copy reads, for content-based cache keys, and replays a snapshot's own
+//! checksum of what a copy reads, for content-based cache keys, shares unchanged files between
+//! snapshots' layers by hard links instead of copying them, and replays a snapshot's own
 //! changes (its overlay upper directory) onto a tree, for the merge op, or clones it by hard
 //! links into a new snapshot, for the exporter. A copy with `attempt_unpack` extracts a source
 //! that is a tar archive, as Docker's `ADD` does.
@@ -14,6 +15,7 @@ mod fsmeta;
 mod link;
 mod pattern;
 mod resolve;
+mod share;
 mod unpack;
 mod upper;
 mod user;
@@ -25,6 +27,7 @@ pub use fsmeta::{chmod, lchown, set_times};
 pub use link::link_upper;
 pub use pattern::{glob_match, ExcludeMatcher, IncludeMatcher};
 pub use resolve::{resolve_in_root, resolve_parent_in_root};
+pub use share::LayerPaths;
 pub use upper::apply_upper;
 pub use user::{resolve_owner, EtcFiles, UserLookup};
 

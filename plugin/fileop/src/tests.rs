@@ -79,7 +79,7 @@ impl Env {
     }
 
     fn run(&self, kind: FileActionKind) -> Result<(), FileOpError> {
-        apply(&self.dest, &act(kind), Some(&self.src), &self.users())
+        apply(&self.dest, &act(kind), Some(&self.src), &self.users(), None)
     }
 
     fn copy(&self, c: Copy) -> Result<(), FileOpError> {
@@ -863,6 +863,7 @@ fn copy_from_scratch_is_not_found() {
         &act(FileActionKind::Copy(cp("/x", "/y"))),
         None,
         &env.users(),
+        None,
     )
     .unwrap_err();
     assert!(matches!(err, FileOpError::NotFound { .. }), "{err}");
@@ -1337,5 +1338,75 @@ fn a_directorys_contents_copy_onto_the_root() {
     assert_eq!(env.read_dest("etc/app.conf"), "conf\n");
     assert_eq!(env.read_dest("top"), "top\n");
     assert!(!env.dest.join("rootfs").exists());
+    env.outside_untouched();
+}
+
+#[test]
+fn a_copy_shares_files_it_keeps_as_they_are_and_mkfile_never_writes_through() {
+    let env = Env::new();
+    env.write_src("d/keep", "kept");
+    env.write_src("d/sub/deep", "deep");
+    env.write_src("top", "top");
+    // Bind-like mounts: each root is its own layer, so the real paths are the mount paths.
+    let paths = LayerPaths {
+        source: Some((env.src.clone(), vec![env.src.clone()])),
+        dest: Some((env.dest.clone(), env.dest.clone())),
+        ..Default::default()
+    };
+    let run = |kind: FileActionKind| {
+        apply(
+            &env.dest,
+            &act(kind),
+            Some(&env.src),
+            &env.users(),
+            Some(&paths),
+        )
+    };
+    let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
+    run(FileActionKind::Copy(Copy {
+        dir_copy_contents: true,
+        ..cp("/", "/app/")
+    }))
+    .unwrap();
+    for rel in ["d/keep", "d/sub/deep", "top"] {
+        assert_eq!(
+            ino(&env.dest.join("app").join(rel)),
+            ino(&env.src.join(rel)),
+            "{rel} is shared"
+        );
+    }
+    assert_eq!(env.read_dest("app/d/sub/deep"), "deep");
+
+    // A mode the copy changes: copied, not shared.
+    run(FileActionKind::Copy(Copy {
+        mode: Some(0o600),
+        ..cp("/d/keep", "/other/")
+    }))
+    .unwrap();
+    assert_ne!(
+        ino(&env.dest.join("other/keep")),
+        ino(&env.src.join("d/keep"))
+    );
+    assert_eq!(
+        std::fs::metadata(env.dest.join("other/keep"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o600
+    );
+
+    // Writing a shared file replaces it: the source keeps its content.
+    run(FileActionKind::Mkfile(Mkfile {
+        path: "/app/d/keep".into(),
+        mode: 0o644,
+        data: b"changed".to_vec(),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert_eq!(env.read_dest("app/d/keep"), "changed");
+    assert_eq!(
+        std::fs::read_to_string(env.src.join("d/keep")).unwrap(),
+        "kept"
+    );
     env.outside_untouched();
 }

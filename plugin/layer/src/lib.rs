@@ -108,13 +108,12 @@ pub fn write_layer(
     options: &LayerOptions,
 ) -> Result<Layer, LayerError> {
     let blob = hash::HashingWriter::new(out);
+    // `None`: the blob is the tar, whose digest is then the diff ID, computed once.
     let (blob, diff_id) = match options.compression {
-        Compression::Uncompressed => {
-            let tar = hash::HashingWriter::new(blob);
-            let tar = walk::write_tar(upper, tar, options.source_date_epoch)?;
-            let (blob, diff_id, _) = tar.finish();
-            (blob, diff_id)
-        }
+        Compression::Uncompressed => (
+            walk::write_tar(upper, blob, options.source_date_epoch)?,
+            None,
+        ),
         Compression::Gzip { level } => {
             let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(level.min(9)));
             let tar = walk::write_tar(
@@ -123,7 +122,7 @@ pub fn write_layer(
                 options.source_date_epoch,
             )?;
             let (gz, diff_id, _) = tar.finish();
-            (gz.finish().map_err(LayerError::Write)?, diff_id)
+            (gz.finish().map_err(LayerError::Write)?, Some(diff_id))
         }
         Compression::Zstd { level } => {
             let mut z = zstd::Encoder::new(blob, level).map_err(LayerError::Write)?;
@@ -136,16 +135,16 @@ pub fn write_layer(
                 options.source_date_epoch,
             )?;
             let (z, diff_id, _) = tar.finish();
-            (z.finish().map_err(LayerError::Write)?, diff_id)
+            (z.finish().map_err(LayerError::Write)?, Some(diff_id))
         }
     };
     let (mut out, digest, size) = blob.finish();
     out.flush().map_err(LayerError::Write)?;
     Ok(Layer {
         media_type: options.compression.media_type(),
+        diff_id: diff_id.unwrap_or_else(|| digest.clone()),
         digest,
         size,
-        diff_id,
     })
 }
 

@@ -29,13 +29,15 @@ fn same(a: Placed<'_>, b: Placed<'_>) -> bool {
 }
 
 /// Makes `dest`, which holds `base` (empty for an empty directory), hold `current` (a checked
-/// listing, in path order), file contents copied from `tree`. Every parent is a directory of
-/// the listing created or kept here (never a symlink), so nothing is written through one.
+/// listing, in path order), file contents copied from `tree` — or, with `real` (the directory
+/// `dest` shows, on `tree`'s filesystem), new files hard-linked from `tree` where the link can
+/// be made. Every parent is a directory of the listing created or kept here (never a
+/// symlink), so nothing is written through one.
 pub(crate) fn materialize(
     tree: &Path,
     current: &[Placed<'_>],
     base: &[Placed<'_>],
-    dest: &Path,
+    (dest, real): (&Path, Option<&Path>),
 ) -> Result<(), SyncError> {
     let io = |action: &'static str, path: &str| {
         let path = dest.join(path);
@@ -79,7 +81,13 @@ pub(crate) fn materialize(
         match e.kind() {
             Some(Kind::Dir) => {}
             Some(Kind::File) => {
-                std::fs::copy(tree.join(&e.path), &path).map_err(io("copy", &e.path))?;
+                let linked = old.is_none()
+                    && real.is_some_and(|r| {
+                        std::fs::hard_link(tree.join(&e.path), r.join(&e.path)).is_ok()
+                    });
+                if !linked {
+                    std::fs::copy(tree.join(&e.path), &path).map_err(io("copy", &e.path))?;
+                }
             }
             Some(Kind::HardLink) => {
                 std::fs::hard_link(dest.join(&e.link), &path).map_err(io("link", &e.path))?;

@@ -397,23 +397,43 @@ impl Copy {
     /// symlinks and hard links, with the listing's permission bits, owners and modification
     /// times. Fails if the copy is dirty.
     pub fn materialize(&self, dest: &Path) -> Result<(), SyncError> {
-        self.materialize_from(dest, &[])
+        self.materialize_from(dest, &[], None)
+    }
+
+    /// Like [`Copy::materialize`], for a `dest` that is a bind mount of directory `real` on the
+    /// copy's filesystem (a new snapshot's layer): files are hard links to the copy's own, not
+    /// copies. That is sound because the copy never changes a file in place — a sync replaces
+    /// a changed file with a new one, and a file whose metadata changed is fetched again — so
+    /// the linked inode keeps, for the snapshot, the content and the metadata set here. A file
+    /// that cannot be linked (too many links, another filesystem) is copied.
+    pub fn materialize_linked(&self, dest: &Path, real: &Path) -> Result<(), SyncError> {
+        self.materialize_from(dest, &[], Some(real))
     }
 
     /// Makes `dest`, which holds what `base` was written with (a snapshot prepared on it),
     /// hold the synced tree, writing only what differs. Fails if the copy is dirty.
     pub fn materialize_onto(&self, dest: &Path, base: &Written) -> Result<(), SyncError> {
-        self.materialize_from(dest, &base.entries)
+        self.materialize_from(dest, &base.entries, None)
     }
 
-    fn materialize_from(&self, dest: &Path, base: &[Recorded]) -> Result<(), SyncError> {
+    fn materialize_from(
+        &self,
+        dest: &Path,
+        base: &[Recorded],
+        real: Option<&Path>,
+    ) -> Result<(), SyncError> {
         if !self.dirty.is_empty() {
             return Err(SyncError::Record {
                 path: self.dir.join("dirty.json"),
                 reason: "the last sync did not finish; sync again".into(),
             });
         }
-        crate::materialize::materialize(&self.tree(), &placed(&self.record), &placed(base), dest)
+        crate::materialize::materialize(
+            &self.tree(),
+            &placed(&self.record),
+            &placed(base),
+            (dest, real),
+        )
     }
 
     /// What was last written into a snapshot (see [`Copy::set_written`]), if recorded.

@@ -378,3 +378,46 @@ async fn writing_onto_the_last_written_tree_gives_the_same_tree_as_writing_it_wh
     );
     assert_eq!(a.ino(), b.ino(), "hard link kept");
 }
+
+/// A tree written by hard links shares the copy's inodes, with the listing's metadata; a later
+/// sync that changes a file replaces it in the copy, so the tree written before keeps its
+/// content and mode.
+#[tokio::test]
+async fn a_linked_tree_keeps_its_files_when_the_copy_changes() {
+    let env = Env::new();
+    env.write("d/a", "first");
+    env.write("b", "bee");
+    let source = DirSource::new(&env.client);
+    let key = Store::key("c", "ctx", "");
+    async fn sync(env: &Env, source: &DirSource, key: &str) -> Copy {
+        let listing = Listing::new(walk(&env.client, &Filter::default()).unwrap()).unwrap();
+        let mut copy = env.store.open(key).await.unwrap();
+        copy.sync(listing, source, false).await.unwrap();
+        copy
+    }
+    let copy = sync(&env, &source, &key).await;
+    let first = env.out.join("first");
+    std::fs::create_dir(&first).unwrap();
+    // `dest` and the directory it shows are the same here (no bind mount in a unit test).
+    copy.materialize_linked(&first, &first).unwrap();
+    drop(copy);
+    let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
+    let tree = env._tmp.path().join("store").join(&key).join("tree");
+    assert_eq!(ino(&first.join("d/a")), ino(&tree.join("d/a")));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(&first.join("b")), mode(&env.client.join("b")));
+
+    env.write("d/a", "second");
+    std::fs::set_permissions(env.client.join("b"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let copy = sync(&env, &source, &key).await;
+    let second = env.out.join("second");
+    std::fs::create_dir(&second).unwrap();
+    copy.materialize_linked(&second, &second).unwrap();
+    assert_eq!(std::fs::read_to_string(first.join("d/a")).unwrap(), "first");
+    assert_eq!(
+        std::fs::read_to_string(second.join("d/a")).unwrap(),
+        "second"
+    );
+    assert_ne!(mode(&first.join("b")), 0o700);
+    assert_eq!(mode(&second.join("b")), 0o700);
+}

@@ -133,6 +133,9 @@ pub(crate) fn seed(cache_root: &Path, seed_root: &Path, selector: &str) -> Resul
         &copy,
         Some(seed_root),
         &oxkit_fileop::EtcFiles::new(),
+        // A cache mount is written in place by the steps that use it: never share its files
+        // with a layer.
+        None,
     )?;
     let io = |action, source| WorkerError::Io {
         action,

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use oxkit_containerd::Mount;
 use oxkit_fileop::{ChecksumOptions, EtcFiles, FileOpPlan};
 use oxkit_llb::op::{Chown, FileAction, FileActionKind, FileInput, FileOp as LlbFileOp, UserRef};
 use oxkit_solver::{CacheMap, InputKey, Op, OpContext, OpError, OutputRef};
@@ -217,6 +218,7 @@ impl FileOpOp {
             ))),
         };
         let mut outputs = Vec::new();
+        let linked = std::sync::Arc::default();
         for planned in &plan.actions {
             let action = &self.op.actions[planned.index];
             // The writable filesystem the action changes.
@@ -260,10 +262,29 @@ impl FileOpOp {
             let users = roots
                 .into_iter()
                 .fold(EtcFiles::new(), |u, (i, d)| u.with_root(i, d));
+            // Where the source's files and the destination's writes really are, so that a copy
+            // can share files by hard links (`oxkit_fileop::LayerPaths`).
+            let paths = oxkit_fileop::LayerPaths {
+                source: source.as_ref().and_then(|dir| {
+                    let layers = Mount::view_layers(held.mounts_of(dir)?)?;
+                    Some((dir.clone(), layers))
+                }),
+                dest: held
+                    .mounts_of(&dest)
+                    .and_then(Mount::active_upper)
+                    .map(|upper| (dest.clone(), upper)),
+                linked: std::sync::Arc::clone(&linked),
+            };
             let action_owned = action.clone();
             let dest_dir = dest.clone();
             tokio::task::spawn_blocking(move || {
-                oxkit_fileop::apply(&dest_dir, &action_owned, source.as_deref(), &users)
+                oxkit_fileop::apply(
+                    &dest_dir,
+                    &action_owned,
+                    source.as_deref(),
+                    &users,
+                    Some(&paths),
+                )
             })
             .await
             .map_err(|e| WorkerError::InvalidOp(format!("the file action task failed: {e}")))??;
@@ -336,6 +357,21 @@ fn copied_content_checksum(
     ))
 }
 
+/// The snapshot label that records [`copied_content_checksum`] of `op`'s input `index`: named
+/// by what selects the paths read (each copy's source and checksum options), so two ops that
+/// read the same paths of a snapshot share it.
+fn checksum_memo_label(op: &LlbFileOp, index: usize) -> String {
+    let mut h = Sha256::new();
+    for a in &op.actions {
+        if let FileActionKind::Copy(c) = &a.kind {
+            if a.secondary_input == FileInput::Input(index) {
+                h.update(format!("{:?}\n{:?}\n", c.src, checksum_options(c)).as_bytes());
+            }
+        }
+    }
+    format!("oxkit.io/checksum.v1.{}", hex(&h.finalize()))
+}
+
 #[async_trait::async_trait]
 impl Op for FileOpOp {
     async fn cache_map(&self, _: &OpContext) -> Result<CacheMap, OpError> {
@@ -349,6 +385,15 @@ impl Op for FileOpOp {
         output: &OutputRef,
     ) -> Result<String, OpError> {
         let snapshot = snapshot_inputs(std::slice::from_ref(output))?.remove(0);
+        // A committed snapshot never changes: the checksum made for it once (for the same
+        // selection) is recorded on it, and later builds read it back instead of hashing again.
+        let memo = checksum_memo_label(&self.op, index);
+        let snapshots = self.worker.client().snapshots();
+        if let Ok(info) = snapshots.stat(snapshot.name()).await {
+            if let Some(sum) = info.labels.get(&memo) {
+                return Ok(sum.clone());
+            }
+        }
         let mut held = Held::new(self.worker.clone(), "oxkit-file");
         let result = async {
             let (_, root) = held.attach(Some(snapshot.name()), false).await?;
@@ -359,7 +404,12 @@ impl Op for FileOpOp {
         }
         .await;
         held.cleanup(false).await;
-        Ok(result?)
+        let sum = result?;
+        let labels = oxkit_containerd::Labels::from([(memo, sum.clone())]);
+        if let Err(e) = snapshots.update_labels(snapshot.name(), &labels).await {
+            tracing::debug!(snapshot = snapshot.name(), error = %e, "could not record a checksum");
+        }
+        Ok(sum)
     }
 
     async fn exec(&self, _: &OpContext, inputs: Vec<OutputRef>) -> Result<Vec<OutputRef>, OpError> {

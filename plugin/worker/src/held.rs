@@ -19,6 +19,8 @@ pub(crate) struct Held {
     /// The prefix of the keys and names it creates (`oxkit-file`, `oxkit-merge`).
     prefix: &'static str,
     mounted: Vec<PathBuf>,
+    /// The mounts behind each directory [`Held::attach`] mounted.
+    mounts: std::collections::HashMap<PathBuf, Vec<Mount>>,
     dirs: Vec<PathBuf>,
     snapshots: Vec<String>,
     pub(crate) committed: Vec<String>,
@@ -32,6 +34,7 @@ impl Held {
             worker,
             prefix,
             mounted: Vec::new(),
+            mounts: std::collections::HashMap::new(),
             dirs: Vec::new(),
             snapshots: Vec::new(),
             committed: Vec::new(),
@@ -54,9 +57,15 @@ impl Held {
         }
         .doing(|| format!("prepare a snapshot of {}", parent.unwrap_or("scratch")))?;
         self.snapshots.push(key.clone());
-        let dir = mount_at(&self.worker, &key, mounts).await?;
+        let dir = mount_at(&self.worker, &key, mounts.clone()).await?;
         self.mounted.push(dir.clone());
+        self.mounts.insert(dir.clone(), mounts);
         Ok((key, dir))
+    }
+
+    /// The mounts of directory `dir`, mounted by [`Held::attach`] and still mounted.
+    pub(crate) fn mounts_of(&self, dir: &PathBuf) -> Option<&[Mount]> {
+        self.mounts.get(dir).map(Vec::as_slice)
     }
 
     /// Views committed snapshot `parent` under a new key without mounting it; returns the key
@@ -89,6 +98,7 @@ impl Held {
     /// Unmounts `dir` (mounted by [`Held::attach`]).
     pub(crate) async fn detach_mount(&mut self, dir: &PathBuf) -> Result<(), WorkerError> {
         self.mounted.retain(|d| d != dir);
+        self.mounts.remove(dir);
         unmount_all(self.worker.mounter(), vec![dir.clone()]).await
     }
 

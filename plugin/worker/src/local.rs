@@ -4,7 +4,7 @@
 //! (`oxkit-localsync`) — and is keyed by the content digest of what was received, so touching a
 //! file or changing an excluded one keeps the cache. On a miss, exec writes the copy into a new
 //! snapshot, prepared on the last one written from the same copy so that only what changed is
-//! written.
+//! written; a snapshot written whole gets the copy's files as hard links.
 
 use std::sync::Arc;
 
@@ -227,10 +227,16 @@ impl LocalSourceOp {
                 .await?;
             let target = dir.clone();
             let depth = base.as_ref().map_or(1, |w| w.depth + 1);
+            // A snapshot without parent is a bind mount of its own layer: the copy's files are
+            // linked there rather than written again.
+            let real = held
+                .mounts_of(&dir)
+                .and_then(oxkit_containerd::Mount::active_upper);
             let copy = tokio::task::spawn_blocking(move || {
-                match &base {
-                    Some(w) => copy.materialize_onto(&target, w),
-                    None => copy.materialize(&target),
+                match (&base, &real) {
+                    (Some(w), _) => copy.materialize_onto(&target, w),
+                    (None, Some(real)) => copy.materialize_linked(&target, real),
+                    (None, None) => copy.materialize(&target),
                 }
                 .map(|()| copy)
             })
