@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::error::Error;
 use std::fs;
 
+use sha2::Digest as _;
+
 use oxkit_containerd::testing::block_on;
 use oxkit_containerd::{with_temp_mount, Client, Labels, LeaseOptions, LinuxMounter};
 use oxkit_exporter::{BaseImage, ImageExportOptions, ImageExporter};
@@ -61,6 +63,10 @@ async fn build_and_export(
     Ok(out)
 }
 
+fn read_only(path: &std::path::Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.permissions().readonly())
+}
+
 fn export_runs_both_ways(compression: &str) -> TestResult {
     let Some(fx) = Fixture::start()? else {
         return Ok(());
@@ -75,6 +81,30 @@ fn export_runs_both_ways(compression: &str) -> TestResult {
     assert_eq!(out.chain_ids.len(), 2);
     assert_eq!(out.chain_ids[0], built.chain_ids[0]);
     fx.collect_garbage()?;
+
+    // The new layer was handed to containerd as a file in its blob directory: whole, read-only,
+    // its content the digest the manifest names.
+    let blobs = fx
+        .dir()
+        .join("containerd/root/io.containerd.content.v1.content/blobs/sha256");
+    let blob = |digest: &str| blobs.join(digest.trim_start_matches("sha256:"));
+    let read = |path: std::path::PathBuf| {
+        fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(blob(out.manifest.digest.as_str()))).expect("a manifest");
+    let top = manifest["layers"][1]["digest"].as_str().expect("two layers");
+    let data = read(blob(top));
+    assert_eq!(
+        format!("sha256:{:x}", sha2::Sha256::digest(&data)),
+        top,
+        "the stored layer is the one the manifest names"
+    );
+    assert_eq!(
+        manifest["layers"][1]["size"].as_u64(),
+        Some(data.len() as u64)
+    );
+    assert!(read_only(&blob(top)));
 
     let names: Vec<String> = fx.snapshots()?.into_iter().map(|s| s.key).collect();
     assert!(
