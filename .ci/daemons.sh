@@ -4,7 +4,7 @@
 #
 #   source .ci/daemons.sh
 #   start_daemons "$BIN_DIR"     # sets WORK, ADDR (containerd socket), OXKIT_HOST (build API);
-#                                # ctr_ wraps ctr
+#                                # ctr_ wraps ctr; OXKITD_LOG sets oxkitd's --log-level (warn)
 
 start_daemons() {
   local bin=$1 repo

@@ -29,15 +29,7 @@ impl Dockerd {
 
     /// Starts dockerd with its state under a new temp dir and waits until it answers.
     pub fn start() -> Result<Self, FixtureError> {
-        let dir = tempfile::Builder::new()
-            .prefix("oxk-dockerd-")
-            .tempdir_in("/tmp")
-            .map_err(|source| FixtureError::Io {
-                action: "create a temp dir in",
-                path: "/tmp".into(),
-                source,
-            })?
-            .keep();
+        let dir = crate::fixture::kept_temp_dir("oxk-dockerd-")?;
         std::fs::create_dir_all(dir.join("config")).map_err(|source| FixtureError::Io {
             action: "create",
             path: dir.join("config"),

@@ -68,6 +68,8 @@ pub struct Fixture {
     containerd_config: PathBuf,
     oxkitd_log: PathBuf,
     containerd_log: PathBuf,
+    /// oxkitd's `--config` file, once a test has given one.
+    oxkitd_config: Option<PathBuf>,
     oxkitd: Option<Daemon>,
     containerd: Option<Daemon>,
     failed: Cell<bool>,
@@ -86,15 +88,7 @@ impl Fixture {
             return Ok(None);
         }
         let oxkitd_bin = locate_oxkitd()?;
-        let dir = tempfile::Builder::new()
-            .prefix("oxk-")
-            .tempdir_in("/tmp")
-            .map_err(|source| FixtureError::Io {
-                action: "create a temp dir in",
-                path: "/tmp".into(),
-                source,
-            })?
-            .keep();
+        let dir = kept_temp_dir("oxk-")?;
         let mut fixture = Self {
             oxkitd_bin,
             oxkit_root: dir.join("oxkit"),
@@ -103,6 +97,7 @@ impl Fixture {
             containerd_config: dir.join("containerd.toml"),
             oxkitd_log: dir.join("oxkitd.log"),
             containerd_log: dir.join("containerd.log"),
+            oxkitd_config: None,
             dir,
             oxkitd: None,
             containerd: None,
@@ -246,6 +241,9 @@ impl Fixture {
             .arg(&self.containerd_socket)
             .args(["--log-level", &log_level])
             .env("RUST_BACKTRACE", "1");
+        if let Some(config) = &self.oxkitd_config {
+            command.arg("--config").arg(config);
+        }
         let daemon = self.note(Daemon::spawn("oxkitd", command, &self.oxkitd_log))?;
         let daemon = self.oxkitd.insert(daemon);
         let socket = self.snapshotter_socket.clone();
@@ -260,6 +258,19 @@ impl Fixture {
             },
         );
         self.note(result)
+    }
+
+    /// Restarts oxkitd with `toml` as its `--config` file (the fixture's flags still set the
+    /// root and the sockets).
+    pub fn restart_oxkitd_with_config(&mut self, toml: &str) -> Result<(), FixtureError> {
+        let path = self.dir.join("oxkitd.toml");
+        fs::write(&path, toml).map_err(|source| FixtureError::Io {
+            action: "write",
+            path: path.clone(),
+            source,
+        })?;
+        self.oxkitd_config = Some(path);
+        self.restart_oxkitd()
     }
 
     /// Stops oxkitd with SIGTERM and returns its exit status. It is an error if SIGTERM did not stop it
@@ -668,6 +679,19 @@ fn stopped_by_sigterm(name: &'static str, daemon: Daemon) -> Result<ExitStatus, 
             last: format!("still running; SIGKILLed ({status})"),
         }),
     }
+}
+
+/// A new directory `/tmp/<prefix>…` that outlives its handle (its owner removes it).
+pub(crate) fn kept_temp_dir(prefix: &str) -> Result<PathBuf, FixtureError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .map(tempfile::TempDir::keep)
+        .map_err(|source| FixtureError::Io {
+            action: "create a temp dir in",
+            path: "/tmp".into(),
+            source,
+        })
 }
 
 /// Finds the oxkitd binary: `$OXKITD_BIN`, else next to the profile dir the test binary was built in

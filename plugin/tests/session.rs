@@ -20,6 +20,7 @@ async fn serve(dir: &std::path::Path) -> (String, SessionRegistry) {
         containerd_address: dir.join("no-containerd.sock"),
         namespace: "buildkit".into(),
         max_parallelism: 1,
+        registry: Default::default(),
     };
     let service = ControlService::new(config);
     let sessions = service.sessions();
@@ -152,6 +153,7 @@ async fn a_directory_is_listed_and_fetched_through_the_session_under_the_client_
             LocalDir::parse(&format!("context={}", ctx.display())).unwrap()
         ]),
         client_id: "client-1".into(),
+        registry_auths: oxkit_plugin::client::RegistryAuths::from_env(),
     };
     let mut client = BuildClient::connect(&address).await.unwrap();
     let session = client.open_session(Arc::new(served)).await.unwrap();

@@ -15,8 +15,8 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use oxkit_plugin::client::{
     client_id, context_digest, Attachables, BuildClient, Destination, ExportSink, LocalDir,
-    LocalDirs, Progress, ProgressMode, ProgressPrinter, SecretSpec, Secrets, SolveOptions,
-    DEFAULT_ADDRESS,
+    LocalDirs, Progress, ProgressMode, ProgressPrinter, RegistryAuths, SecretSpec, Secrets,
+    SolveOptions, DEFAULT_ADDRESS,
 };
 use tokio_stream::StreamExt;
 
@@ -152,6 +152,7 @@ fn build(
         secrets: Secrets::load(&specs)?,
         locals: LocalDirs::new(locals),
         client_id: client_id(),
+        registry_auths: RegistryAuths::from_env(),
     });
     let mut definition = Vec::new();
     if frontend.is_none() {

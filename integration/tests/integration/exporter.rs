@@ -93,7 +93,9 @@ fn export_runs_both_ways(compression: &str) -> TestResult {
     };
     let manifest: serde_json::Value =
         serde_json::from_slice(&read(blob(out.manifest.digest.as_str()))).expect("a manifest");
-    let top = manifest["layers"][1]["digest"].as_str().expect("two layers");
+    let top = manifest["layers"][1]["digest"]
+        .as_str()
+        .expect("two layers");
     let data = read(blob(top));
     assert_eq!(
         format!("sha256:{:x}", sha2::Sha256::digest(&data)),

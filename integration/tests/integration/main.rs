@@ -16,6 +16,7 @@ mod git;
 mod http;
 mod local;
 mod merge;
+mod registry;
 mod resolve;
 mod secret;
 mod session;

@@ -44,6 +44,7 @@ pub(crate) async fn worker(fx: &Fixture) -> Result<(Worker, Lease)> {
             local_dir: fx.dir().join("local"),
             git_dir: fx.dir().join("git"),
             http_dir: fx.dir().join("http"),
+            registry: Default::default(),
         },
     )?;
     Ok((worker, lease))
@@ -362,12 +363,12 @@ fn a_failing_step_names_itself_its_exit_code_and_its_output_and_leaves_nothing_b
         assert!(chain.contains("step \""), "{chain}");
         assert_eq!(failed.count(|k| matches!(k, EventKind::Failed { .. })), 1);
 
-        // A missing image is a clear error that names it.
-        let missing = solve(&worker, &solver, &image("docker.io/library/absent:1")).await?;
+        // An image the store lacks and its registry cannot give (nothing listens on port 1) is
+        // a clear error that names it.
+        let missing = solve(&worker, &solver, &image("127.0.0.1:1/absent:1")).await?;
         let chain = missing.result.as_ref().unwrap_err().chain();
         assert!(
-            chain.contains("docker.io/library/absent:1")
-                && chain.contains("not in containerd's image store"),
+            chain.contains("127.0.0.1:1/absent:1") && chain.contains("is unreachable"),
             "{chain}"
         );
 

@@ -13,6 +13,7 @@ mod content;
 mod convert;
 mod diff;
 mod error;
+mod gc;
 mod images;
 mod leases;
 mod manifest;
@@ -32,10 +33,12 @@ pub use containers::{
 pub use content::{Content, ContentInfo, WriteOutcome};
 pub use diff::Diff;
 pub use error::ContainerdError;
+pub use gc::{config_labels, index_labels, manifest_labels, GC_SNAPSHOT_LABEL};
 pub use images::{Image, ImageUpdate, Images};
 pub use leases::{rfc3339, Lease, LeaseOptions, Leases, EXPIRE_LABEL};
 pub use manifest::{
-    is_index, platform_manifest, ImageManifest, ManifestError, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX,
+    index_entry, is_index, platform_manifest, ImageManifest, ManifestError, MEDIA_DOCKER_LIST,
+    MEDIA_OCI_INDEX,
 };
 pub use mount::{with_temp_mount, LinuxMounter, Mounter};
 pub use snapshots::{SnapshotInfo, SnapshotKind, SnapshotUsage, Snapshots, DEFAULT_SNAPSHOTTER};

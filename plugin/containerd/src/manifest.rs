@@ -115,7 +115,7 @@ pub async fn platform_manifest(
     let mut descriptor = target.clone();
     if is_index(&target.media_type) {
         let bytes = read(client, "index", &target.digest).await?;
-        descriptor = pick(&bytes, &target.digest, os, architecture)?;
+        descriptor = index_entry(&bytes, &target.digest, os, architecture)?;
     }
     let bytes = read(client, "manifest", &descriptor.digest).await?;
     let manifest: Manifest =
@@ -154,8 +154,10 @@ async fn read(
         })
 }
 
-/// The entry of index blob `bytes` for `os`/`architecture`.
-fn pick(
+/// The entry of index (or manifest list) blob `bytes`, whose digest is `digest`, for
+/// `os`/`architecture` (an entry without a platform matches only when it is the only one); pure,
+/// for an index read from the content store or fetched from a registry alike.
+pub fn index_entry(
     bytes: &[u8],
     digest: &Digest,
     os: &str,
@@ -200,7 +202,7 @@ mod tests {
     fn picked(entries: &[serde_json::Value], os: &str, arch: &str) -> Result<char, String> {
         let index = serde_json::to_vec(&serde_json::json!({"manifests": entries})).unwrap();
         let digest = Digest::sha256_of(&index);
-        pick(&index, &digest, os, arch)
+        index_entry(&index, &digest, os, arch)
             .map(|d| d.digest.hex().chars().next().unwrap())
             .map_err(|e| e.to_string())
     }
@@ -223,7 +225,7 @@ mod tests {
         );
         let digest = Digest::sha256_of(b"x");
         assert!(matches!(
-            pick(b"not json", &digest, "linux", "amd64"),
+            index_entry(b"not json", &digest, "linux", "amd64"),
             Err(ManifestError::Invalid { what: "index", .. })
         ));
     }

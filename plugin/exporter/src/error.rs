@@ -60,6 +60,9 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    /// Pushing to a registry failed (the error names the reference and the registry).
+    #[error(transparent)]
+    Registry(#[from] oxkit_registry::RegistryError),
     /// Local I/O (temporary blob files) failed.
     #[error("{what}")]
     Io {

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use oxkit_containerd::{
-    chain_ids, platform_manifest, rfc3339, Client, Descriptor, Digest, Image, ImageManifest,
-    Labels, Mount,
+    chain_ids, config_labels, manifest_labels, platform_manifest, rfc3339, Client, Descriptor,
+    Digest, Image, ImageManifest, Labels, Mount,
 };
 use oxkit_layer::{write_layer, Compression, LayerOptions};
 use serde_json::{json, Value};
@@ -15,9 +15,6 @@ use serde_json::{json, Value};
 use crate::error::ctr;
 use crate::spec::{media, ImageConfig};
 use crate::{ConfigChanges, ExportError, ImageExportOptions};
-
-/// The label that makes an image config hold the snapshot of its top layer.
-const GC_SNAPSHOT_LABEL: &str = "containerd.io/gc.ref.snapshot.oxkit";
 
 /// The image a build started from: its layer blobs (already in the content store), their diff
 /// IDs and its config — or, for a frontend's build, the config the frontend computed on it
@@ -242,11 +239,7 @@ impl ImageExporter {
         config.date_history(&now);
         let chain = chain_ids(&config.diff_ids());
 
-        let top_chain = chain.last().cloned().unwrap_or_default();
-        let mut config_labels = Labels::new();
-        if !top_chain.is_empty() {
-            config_labels.insert(GC_SNAPSHOT_LABEL.into(), top_chain.clone());
-        }
+        let config_labels = config_labels(chain.last());
         let config_blob = config.to_bytes();
         let config_desc = self
             .client
@@ -263,17 +256,7 @@ impl ImageExporter {
             "layers": layers,
         });
         let manifest_blob = serde_json::to_vec(&manifest).expect("a JSON value always serialises");
-        let mut manifest_labels = Labels::new();
-        manifest_labels.insert(
-            "containerd.io/gc.ref.content.config".into(),
-            config_desc.digest.to_string(),
-        );
-        for (i, l) in layers.iter().enumerate() {
-            manifest_labels.insert(
-                format!("containerd.io/gc.ref.content.l.{i}"),
-                l.digest.to_string(),
-            );
-        }
+        let manifest_labels = manifest_labels(&config_desc, &layers);
         let manifest_desc = self
             .client
             .content()

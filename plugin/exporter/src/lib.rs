@@ -6,6 +6,8 @@
 //!   carry containerd's garbage-collection labels, and every layer exists as a committed
 //!   snapshot named by its chain ID, so `ctr run --snapshotter oxkit` starts it without
 //!   unpacking.
+//!   With `push=true` (or as `type=registry`) the image is then pushed to its registry
+//!   ([`push_image`]: only the blobs the registry lacks, the manifest last).
 //! - `oci`: the same image as an OCI image layout in a tar stream ([`OciArchive`]).
 //! - `local`: the result's files as a tar stream ([`LocalExporter`]), and unpacking it.
 //!
@@ -18,6 +20,7 @@ mod image;
 mod local;
 mod oci;
 mod options;
+mod push;
 mod spec;
 
 pub use config::ConfigChanges;
@@ -27,4 +30,5 @@ pub use local::{unpack_tree, write_tree, LocalExporter};
 pub use oci::{BlobSource, OciArchive, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 pub use options::{ImageExportOptions, LocalExportOptions, OciExportOptions};
 pub use oxkit_containerd::chain_ids;
+pub use push::{push_image, PushReport};
 pub use spec::ImageConfig;

@@ -1,7 +1,7 @@
 //! The exporters' options, parsed before any work (`--output type=image,name=…,…`,
-//! `type=oci,…`, `type=local`). The image config attributes that `image` and `oci` share
-//! (`env.K`, `label.K`, `entrypoint`, `cmd`, `workdir`, `user`, `expose`, `config`) are
-//! described in [`ConfigChanges`].
+//! `type=registry,name=…` — the image exporter with `push=true` —, `type=oci,…`, `type=local`).
+//! The image config attributes that `image` and `oci` share (`env.K`, `label.K`, `entrypoint`,
+//! `cmd`, `workdir`, `user`, `expose`, `config`) are described in [`ConfigChanges`].
 
 use std::collections::BTreeMap;
 
@@ -26,27 +26,48 @@ pub struct ImageExportOptions {
     /// `source-date-epoch`: no timestamp in new layers, the config or its history is later than
     /// this (seconds since 1970), so that the same build gives the same digests.
     pub source_date_epoch: Option<i64>,
+    /// `push=true`: push the image to the registry of each name after recording it.
+    pub push: bool,
 }
 
 impl ImageExportOptions {
     /// Parses BuildKit's image exporter attributes: `name` (comma-separated), `compression`
-    /// (`gzip`, `zstd`, `uncompressed`), `compression-level`, and the image config attributes
-    /// ([`ConfigChanges`]). Unknown keys are refused by name, and so is `push=true`
-    /// (registries come with a later issue).
+    /// (`gzip`, `zstd`, `uncompressed`), `compression-level`, `push` (`true`/`false`), and the
+    /// image config attributes ([`ConfigChanges`]). Unknown keys are refused by name.
     pub fn parse(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
-        let bad = invalid("image");
-        let common = Common::parse("image", attrs, |key, value| match key {
-            "push" if value == "false" => Ok(()),
-            "push" => Err(bad(
-                key,
-                "pushing to a registry is not supported yet".into(),
-            )),
+        Self::parse_as("image", attrs, false)
+    }
+
+    /// Parses `type=registry`'s attributes: the image exporter's, with `push` defaulting to true
+    /// (BuildKit's short form of `type=image,push=true`).
+    pub fn parse_registry(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
+        Self::parse_as("registry", attrs, true)
+    }
+
+    fn parse_as(
+        exporter: &'static str,
+        attrs: &BTreeMap<String, String>,
+        push_default: bool,
+    ) -> Result<Self, ExportError> {
+        let bad = invalid(exporter);
+        let mut push = push_default;
+        let common = Common::parse(exporter, attrs, |key, value| {
+            match key {
+            "push" => {
+                push = match value {
+                    "true" | "" => true,
+                    "false" => false,
+                    other => return Err(bad(key, format!("{other:?}; expected true or false"))),
+                };
+                Ok(())
+            }
             _ => Err(bad(
                 key,
                 format!(
-                    "unknown option; expected name, compression, compression-level, {CONFIG_KEYS}"
+                    "unknown option; expected name, push, compression, compression-level, {CONFIG_KEYS}"
                 ),
             )),
+        }
         })?;
         if common.names.is_empty() {
             return Err(bad(
@@ -59,6 +80,7 @@ impl ImageExportOptions {
             compression: common.compression,
             config: common.config,
             source_date_epoch: common.source_date_epoch,
+            push,
         })
     }
 }
@@ -282,7 +304,7 @@ mod tests {
                 ("compression", "zstd"),
                 ("compression-level", "x"),
             ],
-            &[("name", "a"), ("push", "true")],
+            &[("name", "a"), ("push", "yes")],
             &[("name", "a"), ("oci-mediatypes", "true")],
         ] {
             let err = parse(bad).unwrap_err();
@@ -298,6 +320,22 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn push_is_asked_with_push_true_or_type_registry() {
+        assert!(!parse(&[("name", "a")]).unwrap().push);
+        assert!(parse(&[("name", "a"), ("push", "true")]).unwrap().push);
+        let registry = |p: &[(&str, &str)]| ImageExportOptions::parse_registry(&pairs(p));
+        assert!(registry(&[("name", "r:5000/a:1")]).unwrap().push);
+        assert!(!registry(&[("name", "a"), ("push", "false")]).unwrap().push);
+        match registry(&[("name", "a"), ("unpack", "true")]) {
+            Err(ExportError::InvalidOption { exporter, key, .. }) => {
+                assert_eq!((exporter, key.as_str()), ("registry", "unpack"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(registry(&[]).is_err(), "a push needs a name");
     }
 
     #[test]

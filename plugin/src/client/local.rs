@@ -228,7 +228,8 @@ impl SessionProvider for LocalDirs {
     }
 }
 
-/// What `oxctl build` serves: its secrets and local directories, under its client id.
+/// What `oxctl build` serves: its secrets, local directories and registry credentials, under its
+/// client id.
 #[derive(Debug)]
 pub struct Attachables {
     /// `--secret`s.
@@ -237,6 +238,8 @@ pub struct Attachables {
     pub locals: LocalDirs,
     /// See [`client_id`].
     pub client_id: String,
+    /// Registry credentials (Docker's config file).
+    pub registry_auths: super::RegistryAuths,
 }
 
 #[tonic::async_trait]
@@ -264,6 +267,11 @@ impl SessionProvider for Attachables {
 
     async fn read_local(&self, name: &str, ranges: &[Range]) -> Result<Vec<Vec<u8>>, ProvideError> {
         self.locals.read_local(name, ranges).await
+    }
+
+    async fn registry_auth(&self, host: &str) -> Result<(String, String), ProvideError> {
+        // One small file, read only when a build pulls or pushes.
+        self.registry_auths.get(host)
     }
 }
 

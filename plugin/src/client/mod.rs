@@ -4,6 +4,7 @@
 //! ([`BlockingImageResolver`]). The wire types stay here; callers see [`SolveOptions`], [`Progress`],
 //! [`DaemonInfo`], [`Destination`], [`ExportSink`] and [`SessionProvider`].
 
+mod auth;
 mod export;
 mod local;
 mod progress;
@@ -22,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::{self, control_client::ControlClient};
 
+pub use auth::RegistryAuths;
 pub use export::{Destination, ExportSink};
 pub use local::{client_id, context_digest, read_dockerignore, Attachables, LocalDir, LocalDirs};
 pub use progress::{ProgressMode, ProgressPrinter};

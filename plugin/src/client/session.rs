@@ -73,6 +73,12 @@ pub trait SessionProvider: Send + Sync {
         let _ = (name, ranges);
         Err(ProvideError::NotFound)
     }
+
+    /// The credentials (user name, password) for registry `host`.
+    async fn registry_auth(&self, host: &str) -> Result<(String, String), ProvideError> {
+        let _ = host;
+        Err(ProvideError::NotFound)
+    }
 }
 
 /// A session that serves nothing.
@@ -292,6 +298,16 @@ async fn answer(
         })
     };
     let result = match request.kind {
+        Some(Kind::GetRegistryAuth(r)) => match provider.registry_auth(&r.host).await {
+            Ok((username, password)) => {
+                Answer::RegistryAuth(proto::RegistryAuth { username, password })
+            }
+            Err(ProvideError::NotFound) => error(
+                Code::NotFound,
+                format!("no credentials for registry {}", r.host),
+            ),
+            Err(ProvideError::Failed(message)) => error(Code::Unknown, message),
+        },
         Some(Kind::GetSecret(g)) => match provider.get_secret(&g.id).await {
             Ok(data) => Answer::Secret(proto::SecretValue { data }),
             Err(ProvideError::NotFound) => error(Code::NotFound, format!("no secret {:?}", g.id)),

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use oxkit_dockerfile::{ConvertOptions, NoCache};
 use oxkit_llb::op::Platform;
-use oxkit_llb::source::ImageRef;
+use oxkit_llb::source::{ImageRef, ResolveMode};
 use oxkit_llb::{Graph, ImageMetaResolver, ResolvedImageConfig};
 use oxkit_localsync::{Filter, Kind, Range, CHUNK};
-use oxkit_worker::Worker;
+use oxkit_worker::{log_pull, SessionRef, Worker};
 use tonic::Status;
 
 use super::session::{self, SessionHandle};
@@ -166,6 +166,7 @@ pub(super) async fn dockerfile(
     };
     let resolver = Arc::new(StoreResolver {
         worker: worker.clone(),
+        sessions: vec![Arc::new(session.clone()) as SessionRef],
         runtime: tokio::runtime::Handle::current(),
     });
     let filename = request.filename.clone();
@@ -253,10 +254,12 @@ fn read_failed(dir: &str, name: &str, e: &oxkit_worker::SessionError) -> Status 
     )
 }
 
-/// Base images' configs from the daemon's image store, for the conversion (which runs on a
+/// Base images' configs from the daemon's image store (pulled when it lacks them), for the conversion (which runs on a
 /// blocking thread and waits for each answer).
 struct StoreResolver {
     worker: Worker,
+    /// The build's client, whose registry credentials a pull uses.
+    sessions: Vec<SessionRef>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -268,9 +271,13 @@ impl ImageMetaResolver for StoreResolver {
     ) -> Result<ResolvedImageConfig, Box<dyn std::error::Error + Send + Sync>> {
         let image = ImageRef::parse(reference)?;
         let platform = platform.cloned().unwrap_or_else(Platform::host).or_host();
-        let resolved = self
-            .runtime
-            .block_on(self.worker.resolve_image(&image, &platform))?;
+        let resolved = self.runtime.block_on(self.worker.resolve_image(
+            &image,
+            &platform,
+            ResolveMode::Default,
+            &self.sessions,
+            &log_pull,
+        ))?;
         Ok(ResolvedImageConfig {
             digest: resolved.target.digest.to_string(),
             config: resolved.manifest.config_bytes,

@@ -21,15 +21,17 @@ use std::time::Duration;
 
 use oxkit_containerd::{Client, LeaseOptions, LinuxMounter, Mounter};
 use oxkit_exporter::{
-    BaseImage, ImageConfig, ImageExportOptions, ImageExporter, LocalExportOptions, LocalExporter,
-    OciArchive, OciExportOptions,
+    push_image, BaseImage, ImageConfig, ImageExportOptions, ImageExporter, LocalExportOptions,
+    LocalExporter, OciArchive, OciExportOptions,
 };
-use oxkit_llb::source::ImageRef;
+use oxkit_llb::source::{ImageRef, ResolveMode};
 use oxkit_llb::Definition;
 use oxkit_solver::{
     Attachment, Event, EventKind, RedbCacheStore, SolveOptions, Solver, SolverConfig,
 };
-use oxkit_worker::{SessionRef, SnapshotRef, Worker, WorkerOptions};
+use oxkit_worker::{
+    log_pull, registry_credentials, SessionRef, SnapshotRef, Worker, WorkerOptions,
+};
 use tokio::sync::{mpsc, OnceCell};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -55,6 +57,8 @@ pub struct BuildConfig {
     pub namespace: String,
     /// How many steps run at once.
     pub max_parallelism: usize,
+    /// How registries are reached (image pulls, pushes).
+    pub registry: oxkit_registry::RegistryConfig,
 }
 
 /// The connected part: made at the first build.
@@ -168,6 +172,7 @@ impl ControlService {
                 local_dir: c.root.join("local"),
                 git_dir: c.root.join("git"),
                 http_dir: c.root.join("http"),
+                registry: c.registry.clone(),
             },
         )
         .map_err(|e| Status::internal(e.to_string()))?;
@@ -239,15 +244,25 @@ fn parse_export(exporter: &str, attrs: &BTreeMap<String, String>) -> Result<Expo
             ))
         }
         "image" => ImageExportOptions::parse(attrs).map(Export::Image),
+        "registry" => ImageExportOptions::parse_registry(attrs).map(Export::Image),
         "oci" => OciExportOptions::parse(attrs).map(Export::Oci),
         "local" => LocalExportOptions::parse(attrs).map(Export::Local),
         other => {
             return Err(Status::invalid_argument(format!(
-                "exporter {other:?} is not supported; use type=image, type=oci or type=local"
+                "exporter {other:?} is not supported; use type=image, type=registry, type=oci \
+                 or type=local"
             )))
         }
     };
-    parsed.map_err(|e| Status::invalid_argument(e.to_string()))
+    let parsed = parsed.map_err(|e| Status::invalid_argument(e.to_string()))?;
+    if let Export::Image(options) = &parsed {
+        if options.push {
+            for name in &options.names {
+                push_reference(name)?;
+            }
+        }
+    }
+    Ok(parsed)
 }
 
 type SolveStream =
@@ -337,9 +352,12 @@ impl Control for ControlService {
             config: image_config,
         };
         let (tx, rx) = mpsc::channel(256);
+        let session = session.map(|h| Arc::new(h) as SessionRef);
+        // The export asks the client too: for the credentials of a push.
+        let sessions: Vec<SessionRef> = session.iter().cloned().collect();
         let options = SolveOptions {
             no_cache: r.no_cache,
-            session: session.map(|h| Attachment::new(Arc::new(h) as SessionRef)),
+            session: session.map(Attachment::new),
             progress: None,
         };
         let root = self.config.root.clone();
@@ -347,7 +365,7 @@ impl Control for ControlService {
             // A client that goes away cancels its build (the steps only it waits for stop; a step
             // another build shares goes on for that one).
             let result = tokio::select! {
-                result = build(&backend, &edge, options, export, base, &root, &tx) => result,
+                result = build(&backend, &edge, options, ExportJob { export, base, sessions }, &root, &tx) => result,
                 () = tx.closed() => {
                     tracing::info!("the client went away; its build is cancelled");
                     return;
@@ -429,6 +447,14 @@ impl Control for ControlService {
 
 type Events = mpsc::Sender<Result<proto::SolveEvent, Status>>;
 
+/// What happens to a build's result: the export, the image it stands on, and the build's
+/// client sessions (which a push asks for credentials).
+struct ExportJob {
+    export: Export,
+    base: Base,
+    sessions: Vec<SessionRef>,
+}
+
 /// What the result's image config starts from.
 struct Base {
     /// The image at the bottom of the result, and the platform its source picked.
@@ -443,8 +469,7 @@ async fn build(
     backend: &Backend,
     edge: &oxkit_solver::Edge,
     solve_options: SolveOptions,
-    export: Export,
-    base: Base,
+    job: ExportJob,
     root: &std::path::Path,
     tx: &Events,
 ) -> Result<BTreeMap<String, String>, Status> {
@@ -475,7 +500,7 @@ async fn build(
         .ok_or_else(|| Status::internal("the build result is not a snapshot"))?
         .name()
         .to_string();
-    let Some(name) = export.progress_name() else {
+    let Some(name) = job.export.progress_name() else {
         return Ok(BTreeMap::new());
     };
     // The export shows as one more step, as in BuildKit.
@@ -493,7 +518,7 @@ async fn build(
     let _ = tx
         .send(status(proto::vertex_status::State::Started, String::new()))
         .await;
-    let exported = export_result(backend, &top, export, base, root, tx).await;
+    let exported = export_result(backend, &top, job, root, tx).await;
     let _ = match &exported {
         Ok(_) => {
             tx.send(status(
@@ -513,15 +538,33 @@ async fn build(
     exported
 }
 
+/// Where a push of image `name` goes: the name normalized as image references are
+/// (`app:1` is `docker.io/library/app:1`).
+fn push_reference(name: &str) -> Result<ImageRef, Status> {
+    ImageRef::parse(name)
+        .map_err(|e| Status::invalid_argument(format!("cannot push to {name:?}: {e}")))
+}
+
 /// The progress vertex of the export (not an op's digest).
 const EXPORT_VERTEX: &str = "export";
+
+/// A line of the export step's output (what a push did), best effort: a full channel or a client
+/// that went away drops it.
+fn export_log(tx: &Events, line: String) {
+    let log = proto::solve_event::Event::Log(proto::VertexLog {
+        digest: EXPORT_VERTEX.into(),
+        stream: 2,
+        data: line.into_bytes(),
+        time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+    });
+    let _ = tx.try_send(Ok(log.into()));
+}
 
 /// Exports snapshot `top` as `export` says; returns the exporter's response.
 async fn export_result(
     backend: &Backend,
     top: &str,
-    export: Export,
-    base: Base,
+    job: ExportJob,
     root: &std::path::Path,
     tx: &Events,
 ) -> Result<BTreeMap<String, String>, Status> {
@@ -529,6 +572,11 @@ async fn export_result(
     let mut response = BTreeMap::new();
     let client = backend.worker.client();
     let scratch = root.join("worker");
+    let ExportJob {
+        export,
+        base,
+        sessions,
+    } = job;
     match export {
         Export::None => {}
         Export::Image(options) => {
@@ -538,6 +586,32 @@ async fn export_result(
                 .await
                 .map_err(export_failed)?;
             response.insert("containerd.image.name".into(), options.names.join(","));
+            if options.push {
+                let log = |line: String| export_log(tx, line);
+                let mut total = oxkit_exporter::PushReport::default();
+                for name in &options.names {
+                    let reference = push_reference(name)?;
+                    let credentials = registry_credentials(&sessions, &reference.domain).await;
+                    let registry = backend
+                        .worker
+                        .registry()
+                        .with_credentials(&reference.domain, credentials)
+                        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+                    let report = push_image(
+                        client,
+                        &registry,
+                        &reference.to_string(),
+                        &exported.manifest,
+                        &log,
+                    )
+                    .await
+                    .map_err(export_failed)?;
+                    total.uploaded += report.uploaded;
+                    total.skipped += report.skipped;
+                }
+                response.insert("image.push.uploaded".into(), total.uploaded.to_string());
+                response.insert("image.push.skipped".into(), total.skipped.to_string());
+            }
             response.insert(
                 "containerd.image.digest".into(),
                 exported.manifest.digest.to_string(),
@@ -590,7 +664,7 @@ async fn load_base(worker: &Worker, base: Base) -> Result<Option<BaseImage>, Sta
             let reference = ImageRef::parse(&name)
                 .map_err(|e| Status::failed_precondition(format!("base image {name:?}: {e}")))?;
             let resolved = worker
-                .resolve_image(&reference, &platform)
+                .resolve_image(&reference, &platform, ResolveMode::Default, &[], &log_pull)
                 .await
                 .map_err(|e| Status::failed_precondition(e.to_string()))?;
             Some(BaseImage::from_manifest(&name, resolved.manifest).map_err(export_failed)?)
@@ -679,8 +753,13 @@ mod tests {
             parse_export("local", &attrs(&[])).unwrap(),
             Export::Local(LocalExportOptions {})
         );
+        assert!(matches!(
+            parse_export("registry", &attrs(&[("name", "127.0.0.1:5000/a:1")])).unwrap(),
+            Export::Image(ImageExportOptions { push: true, .. })
+        ));
         for (exporter, pairs, needle) in [
             ("tar", &[][..], "\"tar\""),
+            ("registry", &[("name", "a:-1")], "cannot push to \"a:-1\""),
             ("local", &[("mode", "x")], "\"mode\""),
             ("oci", &[("unpack", "true")], "\"unpack\""),
             ("", &[("name", "x")], "without an exporter"),

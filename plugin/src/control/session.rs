@@ -60,6 +60,11 @@ pub enum Request {
         /// The parts.
         ranges: Vec<Range>,
     },
+    /// The client's credentials for a registry host.
+    GetRegistryAuth {
+        /// The host, as in image references.
+        host: String,
+    },
 }
 
 impl Request {
@@ -68,6 +73,7 @@ impl Request {
             Request::GetSecret { .. } => "GetSecret",
             Request::ListLocal { .. } => "ListLocal",
             Request::ReadLocal { .. } => "ReadLocal",
+            Request::GetRegistryAuth { .. } => "GetRegistryAuth",
         }
     }
 
@@ -77,12 +83,16 @@ impl Request {
             Request::ListLocal { name, .. } | Request::ReadLocal { name, .. } => {
                 format!("local directory {name:?}")
             }
+            Request::GetRegistryAuth { host } => format!("credentials for registry {host}"),
         }
     }
 
     fn into_wire(self, id: u64) -> proto::SessionRequest {
         let kind = match self {
             Request::GetSecret { id } => Kind::GetSecret(proto::GetSecretRequest { id }),
+            Request::GetRegistryAuth { host } => {
+                Kind::GetRegistryAuth(proto::GetRegistryAuthRequest { host })
+            }
             Request::ListLocal {
                 name,
                 filter,
@@ -122,6 +132,8 @@ pub enum Response {
     Listing(Vec<Entry>, String),
     /// The bytes of each range asked for.
     Data(Vec<Vec<u8>>),
+    /// Registry credentials: user name and password.
+    RegistryAuth(String, String),
 }
 
 /// The open sessions, by id. Cheap to clone; clones share the sessions.
@@ -398,6 +410,10 @@ impl SessionHandle {
                 "ReadLocal" => Ok(Response::Data(d.chunks)),
                 _ => Err(mismatch("file data")),
             },
+            Some(Answer::RegistryAuth(a)) => match kind {
+                "GetRegistryAuth" => Ok(Response::RegistryAuth(a.username, a.password)),
+                _ => Err(mismatch("registry credentials")),
+            },
             Some(Answer::Error(e)) => Err(match Code::try_from(e.code).unwrap_or(Code::Unknown) {
                 Code::NotFound => SessionError::NotFound {
                     session,
@@ -424,6 +440,17 @@ impl SessionHandle {
     pub async fn get_secret(&self, id: &str) -> Result<Vec<u8>, SessionError> {
         match self.call(Request::GetSecret { id: id.into() }).await? {
             Response::Secret(data) => Ok(data),
+            _ => unreachable!("call checks the answer's kind"),
+        }
+    }
+
+    /// The client's credentials (user name, password) for registry `host`.
+    pub async fn registry_auth(&self, host: &str) -> Result<(String, String), SessionError> {
+        match self
+            .call(Request::GetRegistryAuth { host: host.into() })
+            .await?
+        {
+            Response::RegistryAuth(user, password) => Ok((user, password)),
             _ => unreachable!("call checks the answer's kind"),
         }
     }
@@ -514,6 +541,10 @@ impl oxkit_worker::ClientSession for SessionHandle {
         &self.inner.offers.client_id
     }
 
+    async fn registry_auth(&self, host: &str) -> Result<(String, String), SessionError> {
+        SessionHandle::registry_auth(self, host).await
+    }
+
     async fn list_local(&self, name: &str, filter: &Filter) -> Result<Vec<Entry>, SessionError> {
         SessionHandle::list_local(self, name, filter).await
     }
@@ -595,6 +626,45 @@ mod tests {
         let err = b.await.unwrap().unwrap_err();
         assert_eq!(err.to_string(), "client session s1 has no secret \"b\"");
         assert!(lock(&handle.inner.calls).pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn registry_credentials_are_asked_by_host_and_a_secret_is_no_answer() {
+        let registry = SessionRegistry::new();
+        let (handle, mut requests) = registry.open("s1", Offers::default()).unwrap();
+        let ask = |host: &'static str| {
+            let h = handle.clone();
+            tokio::spawn(async move { h.registry_auth(host).await })
+        };
+        let call = ask("127.0.0.1:5000");
+        let request = requests.recv().await.unwrap();
+        match &request.kind {
+            Some(Kind::GetRegistryAuth(r)) => assert_eq!(r.host, "127.0.0.1:5000"),
+            other => panic!("not a credentials request: {other:?}"),
+        }
+        handle.answer(proto::SessionResponse {
+            id: request.id,
+            result: Some(Answer::RegistryAuth(proto::RegistryAuth {
+                username: "u".into(),
+                password: "p".into(),
+            })),
+        });
+        assert_eq!(call.await.unwrap().unwrap(), ("u".into(), "p".into()));
+
+        let call = ask("quay.io");
+        let request = requests.recv().await.unwrap();
+        handle.answer(error_answer(request.id, Code::NotFound, "none"));
+        assert_eq!(
+            call.await.unwrap().unwrap_err().to_string(),
+            "client session s1 has no credentials for registry quay.io"
+        );
+        let call = ask("quay.io");
+        let request = requests.recv().await.unwrap();
+        handle.answer(secret_answer(request.id, b"not credentials"));
+        assert!(matches!(
+            call.await.unwrap().unwrap_err(),
+            SessionError::Protocol { .. }
+        ));
     }
 
     #[tokio::test]

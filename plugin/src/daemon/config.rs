@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use oxkit_registry::RegistryConfig;
 use oxkit_snapshotter::Mode;
 use serde::Deserialize;
 
@@ -25,6 +26,8 @@ pub struct Config {
     pub max_parallelism: usize,
     /// The snapshotter containerd loads as proxy plugin `oxkit`.
     pub snapshotter: SnapshotterConfig,
+    /// How registries are reached (plain-HTTP and insecure hosts, CA files, mirrors).
+    pub registry: RegistryConfig,
 }
 
 /// Settings of the snapshotter service.
@@ -47,6 +50,7 @@ impl Default for Config {
             namespace: "buildkit".into(),
             max_parallelism: 4,
             snapshotter: SnapshotterConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -80,12 +84,20 @@ impl Config {
 
     /// Checks settings that no type can: paths must be absolute.
     pub fn validate(&self) -> Result<(), DaemonError> {
+        let ca_files = self
+            .registry
+            .ca_files
+            .iter()
+            .map(|f| ("registry.ca_files", f));
         for (key, value) in [
             ("root", &self.root),
             ("address", &self.address),
             ("containerd_address", &self.containerd_address),
             ("snapshotter.address", &self.snapshotter.address),
-        ] {
+        ]
+        .into_iter()
+        .chain(ca_files)
+        {
             if !value.is_absolute() {
                 return Err(DaemonError::RelativePath {
                     key,
@@ -118,6 +130,32 @@ mod tests {
         assert_eq!(c.root, PathBuf::from("/srv/ox"));
         assert_eq!(c.snapshotter.mode, Mode::Native);
         assert_eq!(c.snapshotter.address, SnapshotterConfig::default().address);
+    }
+
+    #[test]
+    fn registry_settings_are_read_per_host() {
+        let c = Config::parse(
+            "[registry]\nplain_http = [\"reg.lan:5000\"]\ninsecure = [\"self.signed\"]\n\
+             ca_files = [\"/etc/oxkit/ca.pem\"]\n[registry.mirrors]\n\
+             \"docker.io\" = [\"mirror.lan:5000\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.registry.plain_http, ["reg.lan:5000"]);
+        assert_eq!(c.registry.insecure, ["self.signed"]);
+        assert_eq!(c.registry.mirrors["docker.io"], ["mirror.lan:5000"]);
+        c.validate().unwrap();
+        let err = Config::parse("[registry]\nplain = []")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plain"), "{err}");
+        let relative = Config::parse("[registry]\nca_files = [\"ca.pem\"]").unwrap();
+        assert!(matches!(
+            relative.validate(),
+            Err(DaemonError::RelativePath {
+                key: "registry.ca_files",
+                ..
+            })
+        ));
     }
 
     #[test]

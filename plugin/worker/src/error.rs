@@ -14,11 +14,8 @@ pub enum WorkerError {
         #[source]
         source: ContainerdError,
     },
-    /// The image is not in containerd's image store (pulling from registries is not supported yet).
-    #[error(
-        "image {image} is not in containerd's image store (namespace {namespace}); pulling from a \
-         registry is not supported yet: import it first (`ctr -n {namespace} images import`)"
-    )]
+    /// The image is not in containerd's image store (and was not recorded by a pull).
+    #[error("image {image} is not in containerd's image store (namespace {namespace})")]
     ImageNotInStore {
         /// The normalized reference.
         image: String,
@@ -114,6 +111,9 @@ pub enum WorkerError {
     /// A git source failed (resolving, fetching or checking out).
     #[error(transparent)]
     Git(#[from] oxkit_git::GitError),
+    /// Talking to an image's registry failed (the error names the reference and the registry).
+    #[error(transparent)]
+    Registry(#[from] oxkit_registry::RegistryError),
     /// An http source's download failed (or its content is not the expected one).
     #[error(transparent)]
     Http(#[from] oxkit_http::HttpError),
@@ -144,6 +144,14 @@ fn tail_suffix(tail: &str) -> String {
         String::new()
     } else {
         format!("; output tail:\n{tail}")
+    }
+}
+
+/// Makes [`WorkerError::BadImage`]s about `image`.
+pub(crate) fn bad_image(image: &str) -> impl Fn(String) -> WorkerError + Copy + '_ {
+    move |problem| WorkerError::BadImage {
+        image: image.to_owned(),
+        problem,
     }
 }
 

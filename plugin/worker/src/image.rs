@@ -1,4 +1,5 @@
-//! The image source (`docker-image://…`): resolves a reference in containerd's image store to its
+//! The image source (`docker-image://…`): resolves a reference in containerd's image store — pulled
+//! from its registry first when the store lacks it, or always with resolve mode `pull` — to its
 //! manifest and config, and applies the layers into oxkit snapshots named by chain ID, once —
 //! every build (and containerd's own unpacker) shares them.
 
@@ -7,13 +8,14 @@ use std::sync::Arc;
 
 use oxkit_containerd::{platform_manifest, Descriptor, Image, ImageManifest, Labels};
 use oxkit_llb::op::Platform;
-use oxkit_llb::source::ImageRef;
+use oxkit_llb::source::{ImageRef, ResolveMode};
 use oxkit_llb::ImageRunConfig;
-use oxkit_solver::{CacheMap, Op, OpContext, OpError, OutputRef};
+use oxkit_solver::{CacheMap, Op, OpContext, OpError, OutputRef, Stream};
 use serde::Deserialize;
 
-use crate::error::{Context as _, WorkerError};
+use crate::error::{bad_image, Context as _, WorkerError};
 use crate::names::unique;
+use crate::session::{sessions, SessionRef};
 use crate::worker::{SnapshotRef, Worker};
 
 /// What an image's config says about running it and about its layers.
@@ -129,20 +131,32 @@ impl Worker {
     }
 
     /// Looks `image` up by its normalized name in the worker's namespace and reads its manifest
-    /// for `platform` (an empty OS or architecture is the host's) and config; reads only.
+    /// for `platform` (an empty OS or architecture is the host's) and config. With
+    /// [`ResolveMode::ForcePull`] the image is pulled from its registry first; with the other
+    /// modes only when the store does not have it ([`Worker::pull_image`], with the credentials
+    /// of `sessions`); `log` hears what a pull does.
     pub async fn resolve_image(
         &self,
         image: &ImageRef,
         platform: &Platform,
+        mode: ResolveMode,
+        sessions: &[SessionRef],
+        log: &(dyn Fn(String) + Send + Sync),
     ) -> Result<ResolvedImage, WorkerError> {
         let client = self.client();
         let name = image.to_string();
-        let bad = |problem: String| WorkerError::BadImage {
-            image: name.clone(),
-            problem,
-        };
-        let record = self.image_record(image).await?;
+        let bad = bad_image(&name);
         let platform = platform.or_host();
+        if mode == ResolveMode::ForcePull {
+            self.pull_image(image, &platform, sessions, log).await?;
+        }
+        let record = match self.image_record(image).await {
+            Err(WorkerError::ImageNotInStore { .. }) if mode != ResolveMode::ForcePull => {
+                self.pull_image(image, &platform, sessions, log).await?;
+                self.image_record(image).await?
+            }
+            other => other?,
+        };
         let manifest =
             platform_manifest(client, &record.target, &platform.os, &platform.architecture)
                 .await
@@ -182,17 +196,34 @@ pub struct ImageSourceOp {
     worker: Worker,
     image: ImageRef,
     platform: Platform,
+    mode: ResolveMode,
+    /// What the cache map resolved (and maybe pulled), so that exec does not resolve again.
+    resolved: tokio::sync::OnceCell<ResolvedImage>,
 }
 
 impl ImageSourceOp {
-    /// The source of `image` (looked up by its normalized name in the worker's namespace) for
-    /// `platform` (used to pick a manifest from an index).
-    pub fn new(worker: Worker, image: ImageRef, platform: Platform) -> Self {
+    /// The source of `image` (looked up by its normalized name in the worker's namespace, pulled
+    /// as `mode` says) for `platform` (used to pick a manifest from an index).
+    pub fn new(worker: Worker, image: ImageRef, platform: Platform, mode: ResolveMode) -> Self {
         Self {
             worker,
             image,
             platform,
+            mode,
+            resolved: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The image, resolved once per op; a pull's progress goes to the step's log.
+    async fn resolved(&self, ctx: &OpContext) -> Result<&ResolvedImage, WorkerError> {
+        self.resolved
+            .get_or_try_init(|| async {
+                let log = |line: String| ctx.log(Stream::Stderr, line);
+                self.worker
+                    .resolve_image(&self.image, &self.platform, self.mode, &sessions(ctx), &log)
+                    .await
+            })
+            .await
     }
 
     /// Makes sure committed snapshot `chain` exists: reuses it, or applies `layer` on `parent`.
@@ -252,22 +283,16 @@ impl ImageSourceOp {
 
 #[async_trait::async_trait]
 impl Op for ImageSourceOp {
-    async fn cache_map(&self, _: &OpContext) -> Result<CacheMap, OpError> {
-        let resolved = self
-            .worker
-            .resolve_image(&self.image, &self.platform)
-            .await?;
+    async fn cache_map(&self, ctx: &OpContext) -> Result<CacheMap, OpError> {
+        let resolved = self.resolved(ctx).await?;
         Ok(CacheMap::new(format!(
             "oxkit.image.v1:{}",
             resolved.manifest.descriptor.digest
         )))
     }
 
-    async fn exec(&self, _: &OpContext, _: Vec<OutputRef>) -> Result<Vec<OutputRef>, OpError> {
-        let resolved = self
-            .worker
-            .resolve_image(&self.image, &self.platform)
-            .await?;
+    async fn exec(&self, ctx: &OpContext, _: Vec<OutputRef>) -> Result<Vec<OutputRef>, OpError> {
+        let resolved = self.resolved(ctx).await?.clone();
         let chains = chain_ids(&resolved.config.diff_ids);
         if chains.is_empty() {
             return Err(WorkerError::Unsupported {

@@ -1,6 +1,7 @@
 //! oxkit's worker: adapts containerd to the solver. It owns the leased containerd client, the
 //! mounter and a scratch directory; it turns LLB vertices into solver ops — the image source
-//! ([`ImageSourceOp`]), the local source ([`LocalSourceOp`], a client directory synced by
+//! ([`ImageSourceOp`], pulled from its registry by `oxkit-registry` when the store lacks it),
+//! the local source ([`LocalSourceOp`], a client directory synced by
 //! `oxkit-localsync`), the git source ([`GitSourceOp`], a commit fetched and checked out by
 //! `oxkit-git`), the http(s) source ([`HttpSourceOp`], one file downloaded by `oxkit-http`),
 //! the exec op ([`ExecOp`]), the file op ([`FileOpOp`], which applies
@@ -20,6 +21,7 @@ mod image;
 mod local;
 mod merge;
 mod names;
+mod pull;
 mod secret;
 mod session;
 mod shim;
@@ -36,13 +38,14 @@ pub use http::HttpSourceOp;
 pub use image::{chain_ids, ImageConfig, ImageSourceOp, ResolvedImage};
 pub use local::{LocalSourceError, LocalSourceOp};
 pub use merge::{merge_cache_map, MergeOp};
-pub use session::{sessions, ClientSession, SessionError, SessionRef};
+pub use pull::{log_pull, PullReport};
+pub use session::{registry_credentials, sessions, ClientSession, SessionError, SessionRef};
 pub use user::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
 pub use worker::{OpFor, SnapshotRef, Worker, WorkerOptions};
 
 /// The crates whose types appear in this API (LLB graphs, solver ops and outputs, containerd
 /// client), for callers that do not depend on them directly.
-pub use {oxkit_containerd, oxkit_llb, oxkit_localsync, oxkit_solver};
+pub use {oxkit_containerd, oxkit_llb, oxkit_localsync, oxkit_registry, oxkit_solver};
 
 /// The channel solve progress travels on (`oxkit_solver::SolveOptions::progress`), for callers
 /// without their own tokio dependency.

@@ -1,5 +1,5 @@
 //! [`ClientSession`]: what the client of a build serves the worker's ops while the build runs
-//! (secrets, local directories; registry credentials later), and how asking for it
+//! (secrets, local directories, registry credentials), and how asking for it
 //! fails ([`SessionError`]). The daemon's build API implements it over its Session stream; ops
 //! find it on their [`OpContext`](oxkit_solver::OpContext) with [`sessions`].
 
@@ -37,6 +37,16 @@ pub trait ClientSession: Send + Sync {
         })
     }
 
+    /// The client's credentials (user name, password) for registry `host`. Fails with
+    /// [`SessionError::NotFound`] when the client has none for it.
+    async fn registry_auth(&self, host: &str) -> Result<(String, String), SessionError> {
+        let _ = host;
+        Err(SessionError::Unimplemented {
+            session: self.id().to_string(),
+            request: "GetRegistryAuth".into(),
+        })
+    }
+
     /// Parts of regular files of local directory `name` that a listing named, one buffer per
     /// range in order (a short one: the file shrank).
     async fn read_local(
@@ -59,6 +69,25 @@ pub type SessionRef = Arc<dyn ClientSession>;
 /// op that several builds share may use whichever client is still there.
 pub fn sessions(ctx: &OpContext) -> Vec<SessionRef> {
     ctx.sessions::<SessionRef>()
+}
+
+/// The credentials for registry `host` from the first of `sessions` that has some; anonymous
+/// when none has (or there is no session). A session that fails to answer is passed over with a
+/// log line: the registry's refusal then says what is missing.
+pub async fn registry_credentials(
+    sessions: &[SessionRef],
+    host: &str,
+) -> oxkit_registry::Credentials {
+    for session in sessions {
+        match session.registry_auth(host).await {
+            Ok((username, password)) => {
+                return oxkit_registry::Credentials::Basic { username, password }
+            }
+            Err(SessionError::NotFound { .. } | SessionError::Unimplemented { .. }) => {}
+            Err(e) => tracing::warn!(host, error = %e, "could not get registry credentials"),
+        }
+    }
+    oxkit_registry::Credentials::Anonymous
 }
 
 /// Why a request to a client session failed.

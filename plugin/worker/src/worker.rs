@@ -135,6 +135,8 @@ pub struct WorkerOptions {
     /// Where the downloads of http sources are kept, one per URL (e.g. `<root>/http`); created
     /// when first needed.
     pub http_dir: PathBuf,
+    /// How registries are reached when an image is pulled.
+    pub registry: oxkit_registry::RegistryConfig,
 }
 
 /// Runs ops on containerd snapshots. Cheap to clone; clones share everything.
@@ -152,6 +154,7 @@ pub(crate) struct Inner {
     local: oxkit_localsync::Store,
     git: oxkit_git::GitCache,
     http: oxkit_http::HttpCache,
+    registry: oxkit_registry::Registry,
 }
 
 impl std::fmt::Debug for Worker {
@@ -191,6 +194,7 @@ impl Worker {
                 local: oxkit_localsync::Store::new(options.local_dir),
                 git: oxkit_git::GitCache::new(options.git_dir, Default::default())?,
                 http: oxkit_http::HttpCache::new(options.http_dir, Default::default())?,
+                registry: oxkit_registry::Registry::new(options.registry)?,
             }),
         })
     }
@@ -239,6 +243,11 @@ impl Worker {
         &self.inner.http
     }
 
+    /// The registry client image pulls (and the exporter's pushes) use.
+    pub fn registry(&self) -> &oxkit_registry::Registry {
+        &self.inner.registry
+    }
+
     pub(crate) fn caches(&self) -> &CacheMounts {
         &self.inner.caches
     }
@@ -254,6 +263,7 @@ impl Worker {
                     self.clone(),
                     image.reference.clone(),
                     vertex.platform.clone().unwrap_or_else(Platform::host),
+                    image.resolve_mode,
                 ))),
                 Source::Local(local) => {
                     Ok(Arc::new(LocalSourceOp::new(self.clone(), local.clone())))

@@ -1,0 +1,453 @@
+//! [`Registry`]: the calls the worker and the exporter make on registries — resolve a reference,
+//! fetch a manifest or blob, check for a blob, push a blob or manifest — each on the transport
+//! its host needs ([`RegistryConfig`]), pulls through the host's mirrors first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use tokio::io::AsyncWrite;
+
+use crate::config::{RegistryConfig, Transport};
+use crate::error::{classify, RegistryError};
+
+/// OCI image manifest.
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// The manifest media types a resolve accepts: OCI manifest and index, Docker manifest and list.
+pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
+    OCI_MANIFEST,
+    OCI_INDEX,
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// How long connecting to a registry may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A manifest or index as the registry serves it, its digest verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Its media type (its `mediaType` field; for OCI documents without one, index or manifest
+    /// by shape).
+    pub media_type: String,
+    /// Its digest (`sha256:…`), checked against the bytes.
+    pub digest: String,
+    /// The document as served.
+    pub bytes: Vec<u8>,
+}
+
+/// Credentials for one registry host, as the build's client gives them.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Credentials {
+    /// None: anonymous access (with the bearer-token dance registries such as Docker Hub ask
+    /// for).
+    #[default]
+    Anonymous,
+    /// HTTP basic credentials (also traded for a bearer token where the registry wants one).
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password or token.
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+        }
+    }
+}
+
+/// A registry client for every host. Cheap to clone; clones share connections and tokens.
+/// The daemon's client is anonymous; [`Registry::with_credentials`] makes one for a single
+/// pull or push with the client's credentials for one host.
+#[derive(Clone)]
+pub struct Registry {
+    config: Arc<RegistryConfig>,
+    certificates: Vec<Certificate>,
+    https: Client,
+    insecure: Client,
+    http: Client,
+    /// The host `auth` is for (empty: anonymous everywhere).
+    auth_host: String,
+    auth: RegistryAuth,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// A client with `config`; reads its CA files now.
+    pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
+        let mut certificates = Vec::new();
+        for path in &config.ca_files {
+            let data = std::fs::read(path).map_err(|e| RegistryError::CaFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            certificates.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+        let mut registry = Registry {
+            config: Arc::new(config),
+            certificates,
+            https: Client::default(),
+            insecure: Client::default(),
+            http: Client::default(),
+            auth_host: String::new(),
+            auth: RegistryAuth::Anonymous,
+        };
+        registry.connect()?;
+        Ok(registry)
+    }
+
+    /// This client with `credentials` for registry `host` (never sent to another host, mirrors
+    /// included), on connections and a token cache of its own, so that one build's credentials
+    /// serve no other build.
+    pub fn with_credentials(
+        &self,
+        host: &str,
+        credentials: Credentials,
+    ) -> Result<Registry, RegistryError> {
+        let Credentials::Basic { username, password } = credentials else {
+            return Ok(self.clone());
+        };
+        let mut registry = Registry {
+            auth_host: host.to_owned(),
+            auth: RegistryAuth::Basic(username, password),
+            ..self.clone()
+        };
+        registry.connect()?;
+        Ok(registry)
+    }
+
+    /// Makes the clients of each transport anew.
+    fn connect(&mut self) -> Result<(), RegistryError> {
+        let config = &self.config;
+        let certificates = &self.certificates;
+        let make = |protocol: ClientProtocol, accept_invalid: bool| {
+            Client::try_from(ClientConfig {
+                protocol,
+                accept_invalid_certificates: accept_invalid,
+                accept_invalid_hostnames: accept_invalid,
+                // One PUT per blob: every registry takes it, and it is the fewest round trips.
+                use_monolithic_push: true,
+                extra_root_certificates: certificates.clone(),
+                connect_timeout: Some(CONNECT_TIMEOUT),
+                platform_resolver: None,
+                ..Default::default()
+            })
+            .map_err(|e| RegistryError::CaFile {
+                path: config.ca_files.first().cloned().unwrap_or_default(),
+                reason: e.to_string(),
+            })
+        };
+        self.https = make(ClientProtocol::Https, false)?;
+        self.insecure = make(ClientProtocol::Https, true)?;
+        self.http = make(ClientProtocol::Http, false)?;
+        Ok(())
+    }
+
+    /// The credentials to send to `host`.
+    fn auth_for(&self, host: &str) -> RegistryAuth {
+        if host == self.auth_host {
+            self.auth.clone()
+        } else {
+            RegistryAuth::Anonymous
+        }
+    }
+
+    /// The client for `host`, with the credentials for it stored in the client (calls that take
+    /// no credentials use the stored ones).
+    async fn authed(&self, host: &str, at: &Reference) -> &Client {
+        let client = self.client(host);
+        client
+            .store_auth_if_needed(at.resolve_registry(), &self.auth_for(host))
+            .await;
+        client
+    }
+
+    fn client(&self, host: &str) -> &Client {
+        match self.config.transport(host) {
+            Transport::Https => &self.https,
+            Transport::HttpsInsecure => &self.insecure,
+            Transport::Http => &self.http,
+        }
+    }
+
+    /// Resolves `reference` (normalized, `host/repo:tag` or `…@sha256:…`) to the manifest or
+    /// index it names; a pinned digest is checked against what is served.
+    pub async fn resolve(&self, reference: &str) -> Result<Manifest, RegistryError> {
+        let parsed = parse(reference)?;
+        self.pull_manifest(reference, &parsed).await
+    }
+
+    /// The manifest `digest` (an index's entry) of `reference`'s repository.
+    pub async fn fetch_manifest(
+        &self,
+        reference: &str,
+        digest: &str,
+    ) -> Result<Manifest, RegistryError> {
+        let parsed = parse(reference)?.clone_with_digest(digest.to_owned());
+        self.pull_manifest(reference, &parsed).await
+    }
+
+    async fn pull_manifest(
+        &self,
+        reference: &str,
+        parsed: &Reference,
+    ) -> Result<Manifest, RegistryError> {
+        let (bytes, digest) = self
+            .pulling(
+                reference,
+                parsed,
+                "fetch the manifest",
+                "manifest",
+                // `pulling` stored the host's credentials in the client already; the ones
+                // given here are used only by a client that has none.
+                |client, at| async move {
+                    client
+                        .pull_manifest_raw(&at, &RegistryAuth::Anonymous, MANIFEST_MEDIA_TYPES)
+                        .await
+                },
+            )
+            .await?;
+        Ok(Manifest {
+            media_type: media_type_of(&bytes),
+            digest,
+            bytes,
+        })
+    }
+
+    /// Streams blob `digest` (`size` bytes) of `reference`'s repository into `out`, checking its
+    /// digest at the end: on a mismatch the error comes after the bytes were written, so `out`
+    /// must verify too or be thrown away.
+    pub async fn fetch_blob<W: AsyncWrite + Unpin + Send>(
+        &self,
+        reference: &str,
+        digest: &str,
+        size: u64,
+        mut out: W,
+    ) -> Result<(), RegistryError> {
+        let parsed = parse(reference)?;
+        let descriptor = OciDescriptor {
+            digest: digest.to_owned(),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        let what = format!("blob {digest}");
+        let action = format!("fetch blob {digest}");
+        let mut last = None;
+        for host in self.config.pull_hosts(parsed.registry()) {
+            let at = at_host(&parsed, &host);
+            match self
+                .authed(&host, &at)
+                .await
+                .pull_blob(&at, &descriptor, &mut out)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => match classify(e, reference, &host, &action, &what) {
+                    // Nothing was written yet: the next host may have it.
+                    e @ (RegistryError::NotFound { .. } | RegistryError::Unreachable { .. }) => {
+                        tracing::debug!(%host, error = %e, "blob fetch failed");
+                        last = Some(e);
+                    }
+                    // Part of the blob may be written: only the caller can start over.
+                    e => return Err(e),
+                },
+            }
+        }
+        Err(last.expect("at least the host itself is tried"))
+    }
+
+    /// Whether `reference`'s repository has blob `digest` (a one-byte ranged read: oci-client
+    /// has no HEAD for blobs).
+    pub async fn has_blob(&self, reference: &str, digest: &str) -> Result<bool, RegistryError> {
+        let parsed = parse(reference)?;
+        let host = parsed.registry().to_owned();
+        let descriptor = OciDescriptor {
+            digest: digest.to_owned(),
+            ..Default::default()
+        };
+        let what = format!("blob {digest}");
+        match self
+            .authed(&host, &parsed)
+            .await
+            .pull_blob_stream_partial(&parsed, &descriptor, 0, Some(1))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match classify(e, reference, &host, "look up a blob", &what) {
+                e if e.is_not_found() => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Uploads blob `digest` (`data`, checked by the registry) to `reference`'s repository.
+    pub async fn push_blob(
+        &self,
+        reference: &str,
+        digest: &str,
+        data: &[u8],
+    ) -> Result<(), RegistryError> {
+        let what = format!("blob {digest}");
+        let action = format!("upload {what}");
+        self.pushing(reference, &action, &what, |client, at| async move {
+            client.push_blob(&at, data, digest).await.map(drop)
+        })
+        .await
+    }
+
+    /// Uploads manifest (or index) `bytes` of `media_type` as `reference`'s tag.
+    pub async fn push_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), RegistryError> {
+        const ACTION: &str = "upload the manifest";
+        let content_type = media_type.parse().map_err(|_| RegistryError::Registry {
+            reference: reference.to_owned(),
+            registry: parse(reference)
+                .map(|p| p.registry().to_owned())
+                .unwrap_or_default(),
+            action: ACTION.into(),
+            reason: format!("media type {media_type:?} is not a header value"),
+        })?;
+        self.pushing(reference, ACTION, "manifest", |client, at| async move {
+            client
+                .push_manifest_raw(&at, bytes, content_type)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    /// Runs `call` against `reference`'s own registry (pushes never go to mirrors).
+    async fn pushing<F, Fut>(
+        &self,
+        reference: &str,
+        action: &str,
+        what: &str,
+        call: F,
+    ) -> Result<(), RegistryError>
+    where
+        F: FnOnce(Client, Reference) -> Fut,
+        Fut: std::future::Future<Output = Result<(), OciDistributionError>>,
+    {
+        let parsed = parse(reference)?;
+        let host = parsed.registry().to_owned();
+        let client = self.authed(&host, &parsed).await.clone();
+        call(client, parsed)
+            .await
+            .map_err(|e| classify(e, reference, &host, action, what))
+    }
+
+    /// Runs `call` against each pull host of `parsed` (mirrors, then the host) until one
+    /// answers; the host's own error is the one returned.
+    async fn pulling<T, F, Fut>(
+        &self,
+        reference: &str,
+        parsed: &Reference,
+        action: &str,
+        what: &str,
+        call: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: Fn(Client, Reference) -> Fut,
+        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut last = None;
+        for host in self.config.pull_hosts(parsed.registry()) {
+            let at = at_host(parsed, &host);
+            let client = self.authed(&host, &at).await.clone();
+            match call(client, at).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let e = classify(e, reference, &host, action, what);
+                    tracing::debug!(%host, error = %e, "registry call failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least the host itself is tried"))
+    }
+}
+
+/// `parsed` served from `host` (a mirror, or its own registry).
+fn at_host(parsed: &Reference, host: &str) -> Reference {
+    let mut at = parsed.clone();
+    if host != parsed.registry() {
+        at.set_mirror_registry(host.to_owned());
+    }
+    at
+}
+
+fn parse(reference: &str) -> Result<Reference, RegistryError> {
+    Reference::try_from(reference).map_err(|e| RegistryError::InvalidReference {
+        reference: reference.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A manifest's media type: its `mediaType` field, else (OCI allows leaving it out) index or
+/// manifest by whether it lists `manifests`.
+fn media_type_of(bytes: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        #[serde(rename = "mediaType", default)]
+        media_type: String,
+        #[serde(default)]
+        manifests: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Shape>(bytes) {
+        Ok(s) if !s.media_type.is_empty() => s.media_type,
+        Ok(Shape {
+            manifests: Some(_), ..
+        }) => OCI_INDEX.to_owned(),
+        _ => OCI_MANIFEST.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_come_from_the_document() {
+        let docker = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
+        assert_eq!(media_type_of(docker), MANIFEST_MEDIA_TYPES[2]);
+        assert_eq!(media_type_of(br#"{"manifests":[]}"#), OCI_INDEX);
+        assert_eq!(media_type_of(br#"{"layers":[]}"#), OCI_MANIFEST);
+    }
+
+    #[test]
+    fn references_keep_their_registry_and_mirrors_replace_it() {
+        let parsed = parse("127.0.0.1:5000/busybox:x").unwrap();
+        assert_eq!(parsed.registry(), "127.0.0.1:5000");
+        assert_eq!(parsed.repository(), "busybox");
+        let parsed = parse("docker.io/library/alpine:latest").unwrap();
+        let mirrored = at_host(&parsed, "mirror:5000");
+        assert_eq!(mirrored.resolve_registry(), "mirror:5000");
+        assert!(parse("Not A Reference").is_err());
+    }
+}
