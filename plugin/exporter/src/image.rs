@@ -159,15 +159,27 @@ impl ImageExporter {
         base: Option<&BaseImage>,
         options: &ImageExportOptions,
     ) -> Result<ExportedImage, ExportError> {
-        let built = self
-            .build_image(
+        // The first new layer's chain snapshot is cloned while the layers are written: its
+        // parent (the base image's top) is known before its name (its chain ID) is.
+        let (built, early) = tokio::join!(
+            self.build_image(
                 top,
                 base,
                 options.compression,
                 &options.config,
                 options.source_date_epoch,
-            )
-            .await?;
+            ),
+            self.early_clone(top, base, options),
+        );
+        let built = match built {
+            Ok(built) => built,
+            Err(e) => {
+                if let Some(early) = early {
+                    let _ = self.client.snapshots().remove(&early.key).await;
+                }
+                return Err(e);
+            }
+        };
         // With SOURCE_DATE_EPOCH the blobs' times are clamped, the build's snapshots' are not:
         // the chain snapshots are then applied from the blobs, so both ways of running the
         // image see the same files.
@@ -175,7 +187,7 @@ impl ImageExporter {
             None => &built.new_snapshots,
             Some(_) => &[],
         };
-        self.ensure_chain_snapshots(&built.chain_ids, &built.layers, sources)
+        self.ensure_chain_snapshots(&built.chain_ids, &built.layers, sources, early)
             .await?;
         for name in &options.names {
             self.client
@@ -458,6 +470,25 @@ impl ImageExporter {
         chain: &[String],
         layers: &[Descriptor],
         sources: &[String],
+        mut early: Option<EarlyClone>,
+    ) -> Result<(), ExportError> {
+        let sn = self.client.snapshots();
+        let made = self
+            .make_chain_snapshots(chain, layers, sources, &mut early)
+            .await;
+        // An early clone not used (the snapshot existed, or the export failed) goes.
+        if let Some(early) = early {
+            let _ = sn.remove(&early.key).await;
+        }
+        made
+    }
+
+    async fn make_chain_snapshots(
+        &self,
+        chain: &[String],
+        layers: &[Descriptor],
+        sources: &[String],
+        early: &mut Option<EarlyClone>,
     ) -> Result<(), ExportError> {
         let sn = self.client.snapshots();
         // The snapshots below an existing one exist too (its parents): find the highest that
@@ -477,6 +508,22 @@ impl ImageExporter {
         for (i, (id, layer)) in chain.iter().zip(layers).enumerate().skip(have) {
             let parent = (i > 0).then(|| chain[i - 1].as_str());
             if let Some(source) = i.checked_sub(first_source).and_then(|j| sources.get(j)) {
+                if let Some(e) =
+                    early.take_if(|e| e.source == *source && e.parent.as_deref() == parent)
+                {
+                    match sn.commit(id, &e.key, &Labels::new()).await {
+                        Ok(()) => continue,
+                        // Another export made it meanwhile.
+                        Err(err) if err.is_already_exists() => {
+                            let _ = sn.remove(&e.key).await;
+                            continue;
+                        }
+                        Err(err) => {
+                            let _ = sn.remove(&e.key).await;
+                            tracing::debug!(layer = id, error = %err, "could not commit the early clone");
+                        }
+                    }
+                }
                 let started = std::time::Instant::now();
                 match self.clone_layer(id, parent, source).await {
                     Ok(()) => {
@@ -527,6 +574,26 @@ impl ImageExporter {
         source: &str,
     ) -> Result<(), ExportError> {
         let sn = self.client.snapshots();
+        let key = self.prepare_clone(parent, source).await?;
+        let result = match sn.commit(id, &key, &Labels::new()).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_already_exists() => Ok(false),
+            Err(e) => Err(ctr(format!("failed to commit snapshot {id}"))(e)),
+        };
+        if !matches!(result, Ok(true)) {
+            let _ = sn.remove(&key).await;
+        }
+        result.map(|_| ())
+    }
+
+    /// An active snapshot on `parent` holding a hard-link clone of committed build snapshot
+    /// `source`'s own layer, ready to be committed under the layer's chain ID; returns its key.
+    async fn prepare_clone(
+        &self,
+        parent: Option<&str>,
+        source: &str,
+    ) -> Result<String, ExportError> {
+        let sn = self.client.snapshots();
         let view = format!("export-clone-view-{}-{}", std::process::id(), unique());
         let key = format!("export-clone-{}-{}", std::process::id(), unique());
         let result = async {
@@ -538,7 +605,9 @@ impl ImageExporter {
             let to = sn
                 .prepare(&key, parent, &Labels::new())
                 .await
-                .map_err(ctr(format!("failed to prepare the snapshot of layer {id}")))?;
+                .map_err(ctr(format!(
+                    "failed to prepare a clone of snapshot {source}"
+                )))?;
             let to = active_upper_dir(&key, &to)?;
             tokio::task::spawn_blocking(move || oxkit_fileop::link_upper(&from, &to))
                 .await
@@ -547,22 +616,56 @@ impl ImageExporter {
                     source: std::io::Error::other(e.to_string()),
                 })?
                 .map_err(|source_err| ExportError::Io {
-                    what: format!("failed to clone snapshot {source} as layer {id}"),
+                    what: format!("failed to clone snapshot {source}"),
                     source: source_err,
-                })?;
-            match sn.commit(id, &key, &Labels::new()).await {
-                Ok(()) => Ok(true),
-                Err(e) if e.is_already_exists() => Ok(false),
-                Err(e) => Err(ctr(format!("failed to commit snapshot {id}"))(e)),
-            }
+                })
         }
         .await;
         let _ = sn.remove(&view).await;
-        if !matches!(result, Ok(true)) {
-            let _ = sn.remove(&key).await;
+        match result {
+            Ok(()) => Ok(key),
+            Err(e) => {
+                let _ = sn.remove(&key).await;
+                Err(e)
+            }
         }
-        result.map(|_| ())
     }
+
+    /// The clone of the first new layer, made while the layers are written, when it will be
+    /// needed: no `SOURCE_DATE_EPOCH` (whose chain snapshots come from the blobs), and the
+    /// layer not exported before (then its chain snapshot most likely exists). `None` when
+    /// not needed or not possible; the export then clones as usual.
+    async fn early_clone(
+        &self,
+        top: &str,
+        base: Option<&BaseImage>,
+        options: &ImageExportOptions,
+    ) -> Option<EarlyClone> {
+        if options.source_date_epoch.is_some() {
+            return None;
+        }
+        let parent = base.and_then(|b| chain_ids(&b.config.diff_ids()).last().cloned());
+        let new = self.new_snapshots(top, parent.as_ref()).await.ok()?;
+        let source = new.first()?.clone();
+        let memo = layer_memo_label(options.compression, None);
+        let info = self.client.snapshots().stat(&source).await.ok()?;
+        if info.labels.contains_key(&memo) {
+            return None;
+        }
+        let key = self.prepare_clone(parent.as_deref(), &source).await.ok()?;
+        Some(EarlyClone {
+            source,
+            parent,
+            key,
+        })
+    }
+}
+
+/// A build snapshot's layer cloned into an active snapshot on `parent`, not yet named.
+struct EarlyClone {
+    source: String,
+    parent: Option<String>,
+    key: String,
 }
 
 /// The directory an active oxkit snapshot's changes go to, from its mounts: a snapshot without

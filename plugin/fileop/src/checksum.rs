@@ -7,6 +7,7 @@ use crate::copy::{collect, select, Filter};
 use crate::error::FileOpError;
 use oxkit_llb::Digest;
 use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -33,6 +34,49 @@ pub fn content_checksum(
     root: &Path,
     selectors: &[String],
     opts: &ChecksumOptions,
+) -> Result<Digest, FileOpError> {
+    content_checksum_with(root, selectors, opts, None)
+}
+
+/// The content digests of files in a tree, known without reading them (the local source's copy
+/// hashed each file as it arrived). A digest is used only for a file whose size and mtime are
+/// the ones recorded with it; any other is read.
+#[derive(Debug, Clone, Default)]
+pub struct KnownDigests {
+    files: HashMap<String, (u64, i64, [u8; 32])>,
+}
+
+impl KnownDigests {
+    /// Records the sha256 of the contents of `path` (relative to the tree's root), a file of
+    /// `size` bytes last modified at `mtime_ns`.
+    pub fn insert(&mut self, path: String, size: u64, mtime_ns: i64, sha256: [u8; 32]) {
+        self.files.insert(path, (size, mtime_ns, sha256));
+    }
+
+    /// How many files it knows.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether it knows no file.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    fn get(&self, rel: &Path, meta: &std::fs::Metadata) -> Option<[u8; 32]> {
+        let (size, mtime, sum) = self.files.get(rel.to_str()?)?;
+        let mtime_now = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+        (*size == meta.len() && *mtime == mtime_now).then_some(*sum)
+    }
+}
+
+/// [`content_checksum`], taking the digests of files `known` (paths relative to `root`) instead
+/// of reading them. The result is the same.
+pub fn content_checksum_with(
+    root: &Path,
+    selectors: &[String],
+    opts: &ChecksumOptions,
+    known: Option<&KnownDigests>,
 ) -> Result<Digest, FileOpError> {
     let filter = Filter::new(&opts.include_patterns, &opts.exclude_patterns)?;
     let mut h = Sha256::new();
@@ -92,6 +136,11 @@ pub fn content_checksum(
                 if ft.is_symlink() {
                     let t = std::fs::read_link(&e.host).map_err(|err| io("readlink", err))?;
                     h.update(t.as_os_str().as_encoded_bytes());
+                } else if let Some(sum) = known
+                    .filter(|_| ft.is_file())
+                    .and_then(|k| k.get(e.host.strip_prefix(root).ok()?, m))
+                {
+                    h.update(sum);
                 } else if ft.is_file() {
                     let mut f = std::fs::File::open(&e.host).map_err(|err| io("open", err))?;
                     let mut fh = Sha256::new();

@@ -21,7 +21,7 @@ mod upper;
 mod user;
 
 pub use action::{apply, owner_inputs, FileOpPlan, PlannedAction};
-pub use checksum::{content_checksum, ChecksumOptions};
+pub use checksum::{content_checksum, content_checksum_with, ChecksumOptions, KnownDigests};
 pub use error::FileOpError;
 pub use fsmeta::{chmod, lchown, set_times};
 pub use link::link_upper;

@@ -1410,3 +1410,38 @@ fn a_copy_shares_files_it_keeps_as_they_are_and_mkfile_never_writes_through() {
     );
     env.outside_untouched();
 }
+
+#[test]
+fn known_digests_stand_in_for_reading_files_whose_size_and_mtime_match() {
+    use sha2::Digest as _;
+    let env = Env::new();
+    env.write_src("d/a", "alpha");
+    env.write_src("b", "bee");
+    let opts = ChecksumOptions::default();
+    let sel = ["/".to_string()];
+    let read = content_checksum(&env.src, &sel, &opts).unwrap();
+    let meta = |rel: &str| std::fs::metadata(env.src.join(rel)).unwrap();
+    let mtime = |rel: &str| meta(rel).mtime() * 1_000_000_000 + meta(rel).mtime_nsec();
+    let sha = |data: &str| -> [u8; 32] { sha2::Sha256::digest(data.as_bytes()).into() };
+
+    let mut known = KnownDigests::default();
+    known.insert("d/a".into(), 5, mtime("d/a"), sha("alpha"));
+    known.insert("b".into(), 3, mtime("b"), sha("bee"));
+    assert_eq!(
+        content_checksum_with(&env.src, &sel, &opts, Some(&known)).unwrap(),
+        read,
+        "the same checksum, files not read"
+    );
+    // A digest that matches size and mtime is taken as is (so this one changes the result)...
+    known.insert("b".into(), 3, mtime("b"), sha("BEE"));
+    assert_ne!(
+        content_checksum_with(&env.src, &sel, &opts, Some(&known)).unwrap(),
+        read
+    );
+    // ...one recorded for another mtime is not: the file is read.
+    known.insert("b".into(), 3, mtime("b") + 1, sha("BEE"));
+    assert_eq!(
+        content_checksum_with(&env.src, &sel, &opts, Some(&known)).unwrap(),
+        read
+    );
+}

@@ -436,6 +436,22 @@ impl Copy {
         )
     }
 
+    /// The content digest of every regular file of the synced tree (as hashed when it arrived),
+    /// with its size and mtime: a snapshot materialized from the copy holds exactly these, so
+    /// a checksum of that snapshot need not read them again.
+    pub fn file_digests(&self) -> oxkit_fileop::KnownDigests {
+        let mut known = oxkit_fileop::KnownDigests::default();
+        for r in &self.record {
+            if r.entry.kind() != Some(Kind::File) {
+                continue;
+            }
+            if let Some(sum) = sha256_from_hex(&r.hash) {
+                known.insert(r.entry.path.clone(), r.entry.size, r.entry.mtime_ns, sum);
+            }
+        }
+        known
+    }
+
     /// What was last written into a snapshot (see [`Copy::set_written`]), if recorded.
     pub fn written(&self) -> Option<Written> {
         let raw = std::fs::read(self.dir.join("written.json")).ok()?;
@@ -654,6 +670,18 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SyncError> {
         .and_then(|()| f.sync_data())
         .map_err(|e| SyncError::io("write", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| SyncError::io("rename", &tmp, e))
+}
+
+/// The 32 bytes of a sha256 written as 64 hex digits; `None` for anything else.
+fn sha256_from_hex(hex: &str) -> Option<[u8; 32]> {
+    let mut sum = [0u8; 32];
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    for (i, byte) in sum.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(sum)
 }
 
 fn hex(bytes: &[u8]) -> String {

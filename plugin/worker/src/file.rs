@@ -336,15 +336,17 @@ fn copied_content_checksum(
     op: &LlbFileOp,
     index: usize,
     root: &std::path::Path,
+    known: Option<&oxkit_fileop::KnownDigests>,
 ) -> Result<String, WorkerError> {
     let mut h = Sha256::new();
     for a in &op.actions {
         if let FileActionKind::Copy(c) = &a.kind {
             if a.secondary_input == FileInput::Input(index) {
-                let sum = oxkit_fileop::content_checksum(
+                let sum = oxkit_fileop::content_checksum_with(
                     root,
                     std::slice::from_ref(&c.src),
                     &checksum_options(c),
+                    known,
                 )?;
                 h.update(sum.to_string().as_bytes());
                 h.update(b"\n");
@@ -398,9 +400,12 @@ impl Op for FileOpOp {
         let result = async {
             let (_, root) = held.attach(Some(snapshot.name()), false).await?;
             let op = self.op.clone();
-            tokio::task::spawn_blocking(move || copied_content_checksum(&op, index, &root))
-                .await
-                .map_err(|e| WorkerError::InvalidOp(format!("the checksum task failed: {e}")))?
+            let known = self.worker.known_digests(snapshot.name());
+            tokio::task::spawn_blocking(move || {
+                copied_content_checksum(&op, index, &root, known.as_deref())
+            })
+            .await
+            .map_err(|e| WorkerError::InvalidOp(format!("the checksum task failed: {e}")))?
         }
         .await;
         held.cleanup(false).await;
@@ -666,7 +671,7 @@ mod tests {
         if let FileActionKind::Copy(c) = &mut op.actions[1].kind {
             c.allow_wildcard = true;
         }
-        let sum = || copied_content_checksum(&op, 1, root).unwrap();
+        let sum = || copied_content_checksum(&op, 1, root, None).unwrap();
         let first = sum();
         assert!(first.starts_with("oxkit.file.content.v1:sha256:"));
 
@@ -689,11 +694,11 @@ mod tests {
 
         // Input 0 is not copied from: nothing read, a fixed checksum.
         assert_eq!(
-            copied_content_checksum(&op, 0, root).unwrap(),
-            copied_content_checksum(&op, 0, dir.path().join("src").as_path()).unwrap()
+            copied_content_checksum(&op, 0, root, None).unwrap(),
+            copied_content_checksum(&op, 0, dir.path().join("src").as_path(), None).unwrap()
         );
         // A missing source fails as the copy would.
         std::fs::remove_dir_all(root.join("src")).unwrap();
-        assert!(copied_content_checksum(&op, 1, root).is_err());
+        assert!(copied_content_checksum(&op, 1, root, None).is_err());
     }
 }

@@ -247,6 +247,9 @@ impl LocalSourceOp {
                 source,
             })?;
             let committed = held.commit(&snapshot, &dir).await?;
+            // A copy's checksum of this snapshot need not read its files again.
+            self.worker
+                .remember_digests(&committed, copy.file_digests());
             if let Err(e) = copy.set_written(&committed, depth) {
                 // The next snapshot is then written whole.
                 tracing::warn!(name, error = %e, "could not record the local snapshot");

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oxkit_containerd::{Client, Mounter};
+use oxkit_fileop::KnownDigests;
 use oxkit_llb::op::{Op as LlbOp, Platform};
 use oxkit_llb::source::Source;
 use oxkit_llb::Graph;
@@ -155,7 +156,12 @@ pub(crate) struct Inner {
     git: oxkit_git::GitCache,
     http: oxkit_http::HttpCache,
     registry: oxkit_registry::Registry,
+    /// The file digests of the last few snapshots written from local sources, newest last.
+    digests: std::sync::Mutex<std::collections::VecDeque<(String, Arc<KnownDigests>)>>,
 }
+
+/// How many snapshots' file digests the worker keeps (about 100 bytes a file each).
+const KNOWN_DIGESTS: usize = 8;
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,6 +201,7 @@ impl Worker {
                 git: oxkit_git::GitCache::new(options.git_dir, Default::default())?,
                 http: oxkit_http::HttpCache::new(options.http_dir, Default::default())?,
                 registry: oxkit_registry::Registry::new(options.registry)?,
+                digests: Default::default(),
             }),
         })
     }
@@ -231,6 +238,23 @@ impl Worker {
     /// The copies of clients' local directories.
     pub(crate) fn local_store(&self) -> &oxkit_localsync::Store {
         &self.inner.local
+    }
+
+    /// Remembers the content digests of the files of committed snapshot `name` (known when it
+    /// was written), for checksums of it ([`Worker::known_digests`]); the oldest are forgotten.
+    pub(crate) fn remember_digests(&self, name: &str, digests: KnownDigests) {
+        let mut kept = self.inner.digests.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|(n, _)| n != name);
+        kept.push_back((name.to_string(), Arc::new(digests)));
+        while kept.len() > KNOWN_DIGESTS {
+            kept.pop_front();
+        }
+    }
+
+    /// The file digests remembered for committed snapshot `name`.
+    pub(crate) fn known_digests(&self, name: &str) -> Option<Arc<KnownDigests>> {
+        let kept = self.inner.digests.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter().find(|(n, _)| n == name).map(|(_, d)| d.clone())
     }
 
     /// The shared bare repositories of git sources.
