@@ -27,6 +27,22 @@ impl Dockerd {
         Path::new(DOCKER).is_file() && Path::new(DOCKERD).is_file()
     }
 
+    /// Starts dockerd ([`Dockerd::start`]) if Debian's docker.io is installed; if not, says so
+    /// loudly (as a missing prerequisite) and returns `None` for the calling test to skip.
+    ///
+    /// # Panics
+    /// When docker.io is missing and `CI=true`: on CI a missing prerequisite is a failure.
+    pub fn start_if_installed() -> Result<Option<Self>, FixtureError> {
+        if Self::installed() {
+            return Self::start().map(Some);
+        }
+        crate::prereq::skip_or_fail(&[crate::Prerequisite {
+            what: format!("Debian's docker.io ({DOCKERD}, {DOCKER})"),
+            fix: "apt-get install docker.io",
+        }]);
+        Ok(None)
+    }
+
     /// Starts dockerd with its state under a new temp dir and waits until it answers.
     pub fn start() -> Result<Self, FixtureError> {
         let dir = crate::fixture::kept_temp_dir("oxk-dockerd-")?;

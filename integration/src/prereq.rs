@@ -59,7 +59,15 @@ pub fn missing_prerequisites() -> Vec<Prerequisite> {
 /// # Panics
 /// When a prerequisite is missing and `CI=true`: on CI a missing prerequisite is a failure.
 pub(crate) fn skip_for_missing_prerequisites() -> bool {
-    let missing = missing_prerequisites();
+    skip_or_fail(&missing_prerequisites())
+}
+
+/// Returns `true` when the calling test must skip because of the `missing` prerequisites (none:
+/// `false`), after printing a loud message that bypasses the test harness's output capture.
+///
+/// # Panics
+/// When `missing` is not empty and `CI=true`: on CI a missing prerequisite is a failure.
+pub(crate) fn skip_or_fail(missing: &[Prerequisite]) -> bool {
     if missing.is_empty() {
         return false;
     }

@@ -46,9 +46,11 @@ enum Command {
         #[arg(long = "opt")]
         opt: Vec<String>,
         /// Where the result goes: `type=image,name=REF[,compression=zstd]` (into containerd),
-        /// `type=oci,dest=FILE|-[,name=REF]` (an OCI archive) or `type=local,dest=DIR` (the
-        /// result's files). `image` and `oci` also take the image config's `env.NAME=V`,
-        /// `label.NAME=V`, `entrypoint`, `cmd`, `workdir`, `user`, `expose` and `config=JSON`;
+        /// `type=oci,dest=FILE|-[,name=REF]` (an OCI archive), `type=docker,dest=FILE|-[,name=REF]`
+        /// (an archive for `docker load`) or `type=local,dest=DIR` (the result's files).
+        /// `image`, `oci` and `docker` also take the image config's `env.NAME=V`,
+        /// `label.NAME=V`, `entrypoint`, `cmd`, `workdir`, `user`, `expose` and `config=JSON`,
+        /// and `oci-mediatypes=true|false` and `annotation.KEY=V` for the manifest;
         /// quote a field with commas as CSV does: `"cmd=[""sh"",""-c"",""x""]"`.
         #[arg(long)]
         output: Option<String>,

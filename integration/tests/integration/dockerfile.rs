@@ -433,18 +433,12 @@ fn differences(ours: &OciImage, theirs: &OciImage) -> Vec<(String, String)> {
 
 #[test]
 fn the_dockerfile_corpus_builds_as_buildkit_builds_it() -> TestResult {
-    if !oxkit_integration::Dockerd::installed() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "Debian's docker.io (dockerd) is needed under CI=true"
-        );
-        eprintln!("SKIPPING the comparison with BuildKit: Debian's docker.io is not installed");
-        return Ok(());
-    }
     let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
-    let dockerd = oxkit_integration::Dockerd::start()?;
+    let Some(dockerd) = oxkit_integration::Dockerd::start_if_installed()? else {
+        return Ok(());
+    };
     let base = oxkit_integration::busybox_image(BASE)?
         .write_archive(&dockerd.dir().join("busybox.oci.tar"))?;
     dockerd.load(&base)?;

@@ -1,5 +1,7 @@
 //! The client-side exporters end to end: `oxctl build --output type=oci,dest=FILE` writes an OCI
 //! archive that `ctr images import` takes (and that runs), that `skopeo inspect` reads and `umoci unpack` unpacks;
+//! `--output type=docker,dest=FILE` writes an archive that `docker load` takes (into Debian's
+//! dockerd, started by the test) and that `docker run` runs with the exported config;
 //! `--output type=local,dest=DIR` gives the result's files with their modes and symlinks;
 //! `type=image` with image config options writes them into the config that `ctr run` follows,
 //! and builds on a base image whose record is an index from the host's manifest.
@@ -27,6 +29,15 @@ fn definition(script: &str) -> Vec<u8> {
         .marshal()
         .expect("marshal")
         .to_bytes()
+}
+
+/// The value oxctl reported for `key` (a `key: value` line of its output).
+fn reported(stdout: &str, key: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} reported:\n{stdout}"))
+        .to_string()
 }
 
 /// The entries of a tar archive: (path, contents).
@@ -57,11 +68,7 @@ fn an_oci_archive_imports_into_another_namespace_runs_and_passes_skopeo_and_umoc
         &definition("echo from-the-archive > /greeting"),
     )?;
     assert!(ok, "build failed:\n{stderr}");
-    let digest = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("containerd.image.digest: "))
-        .unwrap_or_else(|| panic!("no digest reported:\n{stdout}"))
-        .to_string();
+    let digest = reported(&stdout, "containerd.image.digest");
     assert!(
         !fx.ctr(["images", "ls", "-q"])?.contains(name),
         "type=oci records no image in containerd"
@@ -231,6 +238,113 @@ fn an_oci_archive_goes_to_stdout_with_dest_dash() -> TestResult {
 }
 
 #[test]
+fn a_docker_archive_loads_into_dockerd_and_runs_with_its_config() -> TestResult {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
+        return Ok(());
+    };
+    let Some(dockerd) = oxkit_integration::Dockerd::start_if_installed()? else {
+        return Ok(());
+    };
+    let archive = fx.dir().join("out/image.docker.tar");
+    std::fs::create_dir_all(archive.parent().unwrap())?;
+    // `docker-export:dev` is normalised to `docker.io/library/docker-export:dev`, which Docker
+    // shows by its short name again.
+    let output = format!(
+        "type=docker,dest={},name=docker-export:dev,env.GREETING=hello-docker,oci-mediatypes=false,annotation.k=v",
+        archive.display()
+    );
+    let (ok, stdout, stderr) = fx.oxctl(
+        &["build", "--progress", "plain", "--output", &output],
+        &definition("echo from-the-docker-archive > /greeting"),
+    )?;
+    assert!(ok, "build failed:\n{stderr}");
+    assert!(
+        stderr.contains("exporting to docker image format"),
+        "{stderr}"
+    );
+    let config_digest = reported(&stdout, "containerd.config.digest");
+
+    let entries = tar_entries(&std::fs::read(&archive)?);
+    let manifest = &entries
+        .iter()
+        .find(|(p, _)| p == "manifest.json")
+        .expect("a docker archive has manifest.json")
+        .1;
+    let manifest: serde_json::Value = serde_json::from_slice(manifest)?;
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["docker-export:dev"])
+    );
+    assert_eq!(
+        manifest[0]["Layers"].as_array().map(Vec::len),
+        Some(2),
+        "busybox's layer and the step's: {manifest}"
+    );
+    // oci-mediatypes=false: the image manifest the index names is Docker's, annotated.
+    let index: serde_json::Value = serde_json::from_slice(
+        &entries
+            .iter()
+            .find(|(p, _)| p == "index.json")
+            .expect("index.json")
+            .1,
+    )?;
+    let entry = &index["manifests"][0];
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let blob = |digest: &serde_json::Value| {
+        let path = format!(
+            "blobs/sha256/{}",
+            digest.as_str().unwrap_or("").trim_start_matches("sha256:")
+        );
+        entries
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, data)| data.clone())
+    };
+    let image_manifest: serde_json::Value =
+        serde_json::from_slice(&blob(&entry["digest"]).expect("the manifest blob"))?;
+    assert_eq!(
+        image_manifest["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(image_manifest["annotations"]["k"], "v");
+
+    let long = std::time::Duration::from_secs(120);
+    let archive_arg = archive.display().to_string();
+    let loaded = dockerd.docker(&["load", "-i", &archive_arg], long)?;
+    assert!(loaded.contains("docker-export:dev"), "{loaded}");
+    let inspected: serde_json::Value =
+        serde_json::from_str(&dockerd.docker(&["image", "inspect", "docker-export:dev"], long)?)?;
+    assert_eq!(
+        inspected[0]["Id"],
+        config_digest.as_str(),
+        "Docker's image ID is the exported config's digest"
+    );
+    let env = inspected[0]["Config"]["Env"].to_string();
+    assert!(env.contains("GREETING=hello-docker"), "{env}");
+    let out = dockerd.docker(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "docker-export:dev",
+            "sh",
+            "-c",
+            "cat /greeting; echo $GREETING",
+        ],
+        long,
+    )?;
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["from-the-docker-archive", "hello-docker"]
+    );
+    Ok(())
+}
+
+#[test]
 fn local_output_gives_the_files_with_modes_and_symlinks() -> TestResult {
     let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
@@ -318,6 +432,7 @@ fn exporter_options_are_refused_by_name_before_any_work() -> TestResult {
             &def[..],
         ),
         ("type=oci".to_string(), "\"dest\"", &[][..]),
+        ("type=docker".to_string(), "\"dest\"", &[]),
         ("type=local,dest=-".to_string(), "\"dest\"", &[]),
         ("type=tarball,dest=x".to_string(), "tarball", &[]),
     ] {
@@ -368,13 +483,7 @@ fn image_config_options_reach_the_config_and_ctr_run() -> TestResult {
     ]
     .join(",");
     let stdout = build_ok(&fx, &definition("mkdir -p /srv"), &output)?;
-    let reported = |key: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-            .unwrap_or_else(|| panic!("no {key} reported:\n{stdout}"))
-            .to_string()
-    };
+    let reported = |key: &str| reported(&stdout, key);
     let manifest_digest = reported("containerd.image.digest");
     let listed = fx.ctr(["images", "ls"])?;
     assert!(
@@ -423,6 +532,65 @@ fn image_config_options_reach_the_config_and_ctr_run() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn docker_media_types_and_annotations_reach_the_manifest_and_ctr_run() -> TestResult {
+    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
+        return Ok(());
+    };
+    let name = "docker.io/library/docker-types:dev";
+    let output = format!(
+        "type=image,name={name},oci-mediatypes=false,annotation.org.opencontainers.image.source=https://example.com/app"
+    );
+    let stdout = build_ok(&fx, &definition("echo docker-types > /greeting"), &output)?;
+    let manifest = content_json(&fx, &reported(&stdout, "containerd.image.digest"))?;
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(
+        layers.len(),
+        2,
+        "busybox's layer and the step's: {manifest}"
+    );
+    for layer in layers {
+        assert_eq!(
+            layer["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "the base image's OCI layer is renamed too: {manifest}"
+        );
+    }
+    assert_eq!(
+        manifest["annotations"],
+        serde_json::json!({"org.opencontainers.image.source": "https://example.com/app"})
+    );
+    let listed = fx.ctr(["images", "ls"])?;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(name) && l.contains("docker.distribution.manifest.v2")),
+        "{listed}"
+    );
+    assert_eq!(fx.run(name, &["cat", "/greeting"])?.trim(), "docker-types");
+
+    // Without the options the manifest is OCI's, with no annotations.
+    let stdout = build_ok(
+        &fx,
+        &definition("echo docker-types > /greeting"),
+        &format!("type=image,name={name}"),
+    )?;
+    let manifest = content_json(&fx, &reported(&stdout, "containerd.image.digest"))?;
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert!(manifest.get("annotations").is_none(), "{manifest}");
+    Ok(())
+}
+
 /// The image exporter refused a base image whose record points at an index ("only
 /// single-platform manifests are supported"), though the image source built on it.
 #[test]
@@ -453,11 +621,8 @@ fn a_base_image_index_exports_from_the_hosts_manifest() -> TestResult {
         .marshal()?
         .to_bytes();
     let stdout = build_ok(&fx, &def, &format!("type=image,name={name}"))?;
-    let config_digest = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("containerd.config.digest: "))
-        .unwrap_or_else(|| panic!("no config digest reported:\n{stdout}"));
-    let config = content_json(&fx, config_digest)?;
+    let config_digest = reported(&stdout, "containerd.config.digest");
+    let config = content_json(&fx, &config_digest)?;
     assert_eq!(config["architecture"], host.as_str());
     let env = config["config"]["Env"].to_string();
     assert!(

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::error::ctr;
 use crate::spec::{media, ImageConfig};
-use crate::{ConfigChanges, ExportError, ImageExportOptions};
+use crate::{ConfigChanges, ExportError, ImageExportOptions, ManifestOptions};
 
 /// The image a build started from: its layer blobs (already in the content store), their diff
 /// IDs and its config — or, for a frontend's build, the config the frontend computed on it
@@ -168,6 +168,7 @@ impl ImageExporter {
                 options.compression,
                 &options.config,
                 options.source_date_epoch,
+                &options.manifest,
             ),
             self.early_clone(top, base, options),
         );
@@ -211,7 +212,9 @@ impl ImageExporter {
     /// `image` exporter and the `oci` archive start from. The blobs are held by the client's
     /// lease. With `source_date_epoch`, no timestamp in the new layers, the config or its history
     /// is later than it, and dates the config and history take are it: the same build gives the
-    /// same digests.
+    /// same digests. `manifest` says whose media types the manifest, config and layers take
+    /// (with Docker's, the base image's OCI layers are renamed too: the same blobs) and the
+    /// manifest's annotations.
     pub async fn build_image(
         &self,
         top: &str,
@@ -219,6 +222,7 @@ impl ImageExporter {
         compression: Compression,
         changes: &ConfigChanges,
         source_date_epoch: Option<i64>,
+        manifest: &ManifestOptions,
     ) -> Result<BuiltImage, ExportError> {
         let base_chain = base
             .map(|b| chain_ids(&b.config.diff_ids()))
@@ -250,29 +254,39 @@ impl ImageExporter {
         }
         config.date_history(&now);
         let chain = chain_ids(&config.diff_ids());
+        let (manifest_type, config_type) = media::manifest_and_config(manifest.oci_media_types);
+        if !manifest.oci_media_types {
+            for layer in &mut layers {
+                layer.media_type = media::docker_layer(&layer.media_type).to_string();
+            }
+        }
 
         let config_labels = config_labels(chain.last());
         let config_blob = config.to_bytes();
         let config_desc = self
             .client
             .content()
-            .write_bytes(media::CONFIG, &config_blob, &config_labels)
+            .write_bytes(config_type, &config_blob, &config_labels)
             .await
             .map_err(ctr("failed to write the image config"))?
             .descriptor;
 
-        let manifest = json!({
+        let mut manifest_json = json!({
             "schemaVersion": 2,
-            "mediaType": media::MANIFEST,
+            "mediaType": manifest_type,
             "config": config_desc,
             "layers": layers,
         });
-        let manifest_blob = serde_json::to_vec(&manifest).expect("a JSON value always serialises");
+        if !manifest.annotations.is_empty() {
+            manifest_json["annotations"] = json!(manifest.annotations);
+        }
+        let manifest_blob =
+            serde_json::to_vec(&manifest_json).expect("a JSON value always serialises");
         let manifest_labels = manifest_labels(&config_desc, &layers);
         let manifest_desc = self
             .client
             .content()
-            .write_bytes(media::MANIFEST, &manifest_blob, &manifest_labels)
+            .write_bytes(manifest_type, &manifest_blob, &manifest_labels)
             .await
             .map_err(ctr("failed to write the image manifest"))?
             .descriptor;

@@ -8,10 +8,11 @@
 //!   unpacking.
 //!   With `push=true` (or as `type=registry`) the image is then pushed to its registry
 //!   ([`push_image`]: only the blobs the registry lacks, the manifest last).
-//! - `oci`: the same image as an OCI image layout in a tar stream ([`OciArchive`]).
+//! - `oci`: the same image as an OCI image layout in a tar stream ([`OciArchive`]); `docker`:
+//!   the same with Docker's `manifest.json` added, for `docker load` ([`ArchiveFormat`]).
 //! - `local`: the result's files as a tar stream ([`LocalExporter`]), and unpacking it.
 //!
-//! `image` and `oci` take image config changes (env, labels, entrypoint, cmd, workdir, user,
+//! `image`, `oci` and `docker` take image config changes (env, labels, entrypoint, cmd, workdir, user,
 //! exposed ports) as attributes: [`ConfigChanges`].
 
 mod config;
@@ -27,8 +28,10 @@ pub use config::ConfigChanges;
 pub use error::ExportError;
 pub use image::{BaseImage, BuiltImage, ExportedImage, ImageExporter};
 pub use local::{unpack_tree, write_tree, LocalExporter};
-pub use oci::{BlobSource, OciArchive, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
-pub use options::{ImageExportOptions, LocalExportOptions, OciExportOptions};
+pub use oci::{
+    ArchiveFormat, BlobSource, OciArchive, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION,
+};
+pub use options::{ImageExportOptions, LocalExportOptions, ManifestOptions, OciExportOptions};
 pub use oxkit_containerd::chain_ids;
 pub use push::{push_image, PushReport};
 pub use spec::ImageConfig;

@@ -1,6 +1,8 @@
-//! The `type=oci` export: an image built by [`ImageExporter::build_image`] laid out as an OCI
-//! image layout (`oci-layout`, `index.json`, `blobs/sha256/…`) in one tar stream, as
-//! `ctr images import` and `skopeo inspect oci-archive:` read it.
+//! Image archives: the image [`ImageExporter::build_image`] made, laid out as an OCI image
+//! layout (`oci-layout`, `index.json`, `blobs/sha256/…`) in one tar stream, as
+//! `ctr images import` and `skopeo inspect oci-archive:` read it — and, for `type=docker`, with
+//! Docker's `manifest.json` beside it (config, tags and layers by path), so that `docker load`
+//! takes the same archive, as BuildKit's docker exporter writes it.
 //!
 //! [`ImageExporter::build_image`]: crate::ImageExporter::build_image
 
@@ -54,24 +56,50 @@ impl BlobSource for BTreeMap<Digest, Vec<u8>> {
             what: format!("blob {digest} is missing"),
             source: std::io::ErrorKind::NotFound.into(),
         })?;
-        out.write_all(bytes).await.map_err(stream_error("a blob"))?;
+        out.write_all(bytes)
+            .await
+            .map_err(stream_error("oci", "a blob"))?;
         Ok(bytes.len() as u64)
     }
 }
 
-/// What goes into an OCI archive: its `index.json` and the blobs it refers to.
+/// How an image archive is laid out: what `type=oci` and `type=docker` write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// An OCI image layout.
+    Oci,
+    /// An OCI image layout plus Docker's `manifest.json`, for `docker load`.
+    Docker,
+}
+
+impl ArchiveFormat {
+    /// The exporter that writes this format (`oci`, `docker`), as errors name it.
+    pub fn exporter(self) -> &'static str {
+        match self {
+            ArchiveFormat::Oci => "oci",
+            ArchiveFormat::Docker => "docker",
+        }
+    }
+}
+
+/// What goes into an image archive: its `index.json`, Docker's `manifest.json` for the docker
+/// format, and the blobs they refer to.
 #[derive(Debug, Clone)]
 pub struct OciArchive {
+    exporter: &'static str,
     index: Vec<u8>,
+    docker_manifest: Option<Vec<u8>>,
     /// Every blob once, in digest order.
     blobs: Vec<Descriptor>,
 }
 
 impl OciArchive {
-    /// The archive of `image`: one index entry per name (annotated with
+    /// The archive of `image` in `format`: one index entry per name (annotated with
     /// `org.opencontainers.image.ref.name` = the name's tag, and `io.containerd.image.name` =
-    /// the full name), or one plain entry when there are no names.
-    pub fn new(image: &BuiltImage, names: &[String]) -> Self {
+    /// the full name), or one plain entry when there are no names. The docker format adds
+    /// `manifest.json`, whose `RepoTags` are the names that have a tag, as Docker shortens them
+    /// (`docker.io/library/app:dev` → `app:dev`).
+    pub fn new(image: &BuiltImage, names: &[String], format: ArchiveFormat) -> Self {
         let entry = |name: Option<&String>| {
             let mut desc = image.manifest.clone();
             if let Some(name) = name {
@@ -99,8 +127,18 @@ impl OciArchive {
         {
             blobs.entry(d.digest.clone()).or_insert_with(|| d.clone());
         }
+        let docker_manifest = (format == ArchiveFormat::Docker).then(|| {
+            let manifest = json!([{
+                "Config": blob_path(&image.config.digest),
+                "RepoTags": names.iter().filter_map(|n| repo_tag(n)).collect::<Vec<_>>(),
+                "Layers": image.layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
+            }]);
+            serde_json::to_vec(&manifest).expect("a JSON value always serialises")
+        });
         OciArchive {
+            exporter: format.exporter(),
             index: serde_json::to_vec(&index).expect("a JSON value always serialises"),
+            docker_manifest,
             blobs: blobs.into_values().collect(),
         }
     }
@@ -110,37 +148,50 @@ impl OciArchive {
         &self.index
     }
 
+    /// Docker's `manifest.json`, in the docker format.
+    pub fn docker_manifest(&self) -> Option<&[u8]> {
+        self.docker_manifest.as_deref()
+    }
+
     /// Writes the archive as a tar stream into `out`, entries in a fixed order — `oci-layout`,
-    /// `index.json`, `blobs/`, `blobs/sha256/`, then the blobs by digest — with fixed owners,
-    /// modes and times, so the same image gives the same bytes. Fails if a blob's size differs
+    /// `index.json`, (`manifest.json`,) `blobs/`, `blobs/sha256/`, then the blobs by digest —
+    /// with fixed owners, modes and times, so the same image gives the same bytes. Fails if a blob's size differs
     /// from its descriptor's. Returns the bytes written.
     pub async fn write_to<S: BlobSource, W: AsyncWrite + Unpin + Send>(
         &self,
         source: &S,
         mut out: W,
     ) -> Result<u64, ExportError> {
+        let broken = |what: &str| stream_error(self.exporter, what);
         let mut written = 0u64;
         let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-        for (path, bytes) in [("oci-layout", &layout[..]), ("index.json", &self.index)] {
-            written += write_file(&mut out, path, bytes).await?;
+        let files = [("oci-layout", &layout[..]), ("index.json", &self.index)]
+            .into_iter()
+            .chain(
+                self.docker_manifest
+                    .as_deref()
+                    .map(|m| ("manifest.json", m)),
+            );
+        for (path, bytes) in files {
+            written += write_file(self.exporter, &mut out, path, bytes).await?;
         }
         for dir in ["blobs/", "blobs/sha256/"] {
-            let header = header(dir, 0, tar::EntryType::Directory)?;
+            let header = header(self.exporter, dir, 0, tar::EntryType::Directory)?;
             out.write_all(header.as_bytes())
                 .await
-                .map_err(stream_error(dir))?;
+                .map_err(broken(dir))?;
             written += BLOCK as u64;
         }
         for blob in &self.blobs {
-            let path = format!("blobs/sha256/{}", blob.digest.hex());
-            let header = header(&path, blob.size, tar::EntryType::Regular)?;
+            let path = blob_path(&blob.digest);
+            let header = header(self.exporter, &path, blob.size, tar::EntryType::Regular)?;
             out.write_all(header.as_bytes())
                 .await
-                .map_err(stream_error(&path))?;
+                .map_err(broken(&path))?;
             let copied = source.copy_blob(&blob.digest, &mut out).await?;
             if copied != blob.size {
                 return Err(ExportError::Stream {
-                    exporter: "oci",
+                    exporter: self.exporter,
                     what: path,
                     source: std::io::Error::other(format!(
                         "the blob has {copied} bytes, its descriptor says {}",
@@ -150,17 +201,40 @@ impl OciArchive {
             }
             out.write_all(&[0; BLOCK][..padding(copied)])
                 .await
-                .map_err(stream_error(&path))?;
+                .map_err(broken(&path))?;
             written += BLOCK as u64 + copied + padding(copied) as u64;
         }
         out.write_all(&[0; 2 * BLOCK])
             .await
-            .map_err(stream_error("the end of the archive"))?;
+            .map_err(broken("the end of the archive"))?;
         out.flush()
             .await
-            .map_err(stream_error("the end of the archive"))?;
+            .map_err(broken("the end of the archive"))?;
         Ok(written + 2 * BLOCK as u64)
     }
+}
+
+/// Where blob `digest` is in the archive.
+fn blob_path(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
+/// The `RepoTags` entry of image `name` in Docker's `manifest.json`: the name as Docker shows it
+/// (`docker.io/library/app:dev` → `app:dev`, `docker.io/me/app:1` → `me/app:1`), or none when
+/// it has no tag (`docker load` takes only tags) or pins a digest.
+fn repo_tag(name: &str) -> Option<String> {
+    if name.contains('@') {
+        return None;
+    }
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if !last.contains(':') {
+        return None;
+    }
+    let short = name
+        .strip_prefix("docker.io/library/")
+        .or_else(|| name.strip_prefix("docker.io/"))
+        .unwrap_or(name);
+    Some(short.to_string())
 }
 
 /// The OCI reference name of image `name`: its tag (`docker.io/library/app:dev` → `dev`), as
@@ -175,21 +249,29 @@ fn ref_name(name: &str) -> &str {
 }
 
 async fn write_file<W: AsyncWrite + Unpin>(
+    exporter: &'static str,
     out: &mut W,
     path: &str,
     bytes: &[u8],
 ) -> Result<u64, ExportError> {
-    let header = header(path, bytes.len() as u64, tar::EntryType::Regular)?;
+    let header = header(exporter, path, bytes.len() as u64, tar::EntryType::Regular)?;
     let pad = padding(bytes.len() as u64);
     for part in [header.as_bytes(), bytes, &[0; BLOCK][..pad]] {
-        out.write_all(part).await.map_err(stream_error(path))?;
+        out.write_all(part)
+            .await
+            .map_err(stream_error(exporter, path))?;
     }
     Ok((BLOCK + bytes.len() + pad) as u64)
 }
 
-fn header(path: &str, size: u64, kind: tar::EntryType) -> Result<tar::Header, ExportError> {
+fn header(
+    exporter: &'static str,
+    path: &str,
+    size: u64,
+    kind: tar::EntryType,
+) -> Result<tar::Header, ExportError> {
     let mut h = tar::Header::new_ustar();
-    h.set_path(path).map_err(stream_error(path))?;
+    h.set_path(path).map_err(stream_error(exporter, path))?;
     h.set_size(size);
     h.set_entry_type(kind);
     h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
@@ -204,10 +286,10 @@ fn padding(size: u64) -> usize {
     (BLOCK - (size % BLOCK as u64) as usize) % BLOCK
 }
 
-fn stream_error(what: &str) -> impl FnOnce(std::io::Error) -> ExportError {
+fn stream_error(exporter: &'static str, what: &str) -> impl FnOnce(std::io::Error) -> ExportError {
     let what = what.to_string();
     move |source| ExportError::Stream {
-        exporter: "oci",
+        exporter,
         what,
         source,
     }
@@ -264,7 +346,11 @@ mod tests {
     async fn the_archive_is_an_oci_layout_in_a_fixed_order() {
         let mut store = BTreeMap::new();
         let image = image(&mut store);
-        let archive = OciArchive::new(&image, &["docker.io/library/app:dev".to_string()]);
+        let archive = OciArchive::new(
+            &image,
+            &["docker.io/library/app:dev".to_string()],
+            ArchiveFormat::Oci,
+        );
         let mut out = Vec::new();
         let n = archive.write_to(&store, &mut out).await.unwrap();
         assert_eq!(n, out.len() as u64);
@@ -315,7 +401,7 @@ mod tests {
     async fn without_a_name_the_index_has_one_plain_entry_and_a_short_blob_fails() {
         let mut store = BTreeMap::new();
         let image = image(&mut store);
-        let archive = OciArchive::new(&image, &[]);
+        let archive = OciArchive::new(&image, &[], ArchiveFormat::Oci);
         let index: serde_json::Value = serde_json::from_slice(archive.index()).unwrap();
         assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
         assert!(index["manifests"][0].get("annotations").is_none());
@@ -323,6 +409,83 @@ mod tests {
         store.insert(image.config.digest.clone(), b"{".to_vec());
         let err = archive.write_to(&store, Vec::new()).await.unwrap_err();
         assert!(matches!(err, ExportError::Stream { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_docker_format_adds_a_manifest_json_that_names_config_and_layers_by_path() {
+        let mut store = BTreeMap::new();
+        let image = image(&mut store);
+        let names = [
+            "docker.io/library/app:dev".to_string(),
+            "docker.io/me/app:1".into(),
+            "localhost:5000/app:2".into(),
+            "localhost:5000/untagged".into(),
+            "docker.io/library/app:dev@sha256:abc".into(),
+        ];
+        let archive = OciArchive::new(&image, &names, ArchiveFormat::Docker);
+        let mut out = Vec::new();
+        archive.write_to(&store, &mut out).await.unwrap();
+        let got = entries(&out);
+        let paths: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths[..5],
+            [
+                "oci-layout",
+                "index.json",
+                "manifest.json",
+                "blobs/",
+                "blobs/sha256/"
+            ]
+        );
+        assert_eq!(got.len(), 5 + store.len(), "every blob once");
+        let manifest: serde_json::Value = serde_json::from_slice(&got[2].1).unwrap();
+        assert_eq!(archive.docker_manifest(), Some(&got[2].1[..]));
+        let path = |d: &Descriptor| format!("blobs/sha256/{}", d.digest.hex());
+        assert_eq!(
+            manifest,
+            json!([{
+                "Config": path(&image.config),
+                "RepoTags": ["app:dev", "me/app:1", "localhost:5000/app:2"],
+                "Layers": image.layers.iter().map(path).collect::<Vec<_>>(),
+            }]),
+            "layers in order, a repeated one repeated; only tagged names"
+        );
+        for p in manifest[0]["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain([&manifest[0]["Config"]])
+        {
+            assert!(
+                paths.contains(&p.as_str().unwrap()),
+                "{p} is in the archive"
+            );
+        }
+        let index: serde_json::Value = serde_json::from_slice(&got[1].1).unwrap();
+        assert_eq!(index["manifests"].as_array().unwrap().len(), names.len());
+
+        let oci = OciArchive::new(&image, &names, ArchiveFormat::Oci);
+        assert!(oci.docker_manifest().is_none());
+        let unnamed = OciArchive::new(&image, &[], ArchiveFormat::Docker);
+        let manifest: serde_json::Value =
+            serde_json::from_slice(unnamed.docker_manifest().unwrap()).unwrap();
+        assert_eq!(
+            manifest[0]["RepoTags"],
+            json!([]),
+            "an untagged image loads by ID"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_docker_archive_error_names_the_docker_exporter() {
+        let mut store = BTreeMap::new();
+        let image = image(&mut store);
+        store.insert(image.config.digest.clone(), b"{".to_vec());
+        let archive = OciArchive::new(&image, &[], ArchiveFormat::Docker);
+        match archive.write_to(&store, Vec::new()).await {
+            Err(ExportError::Stream { exporter, .. }) => assert_eq!(exporter, "docker"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

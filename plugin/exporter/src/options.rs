@@ -1,18 +1,39 @@
 //! The exporters' options, parsed before any work (`--output type=image,name=…,…`,
-//! `type=registry,name=…` — the image exporter with `push=true` —, `type=oci,…`, `type=local`).
-//! The image config attributes that `image` and `oci` share (`env.K`, `label.K`, `entrypoint`,
-//! `cmd`, `workdir`, `user`, `expose`, `config`) are described in [`ConfigChanges`].
+//! `type=registry,name=…` — the image exporter with `push=true` —, `type=oci,…`,
+//! `type=docker,…`, `type=local`). The image config attributes that `image`, `oci` and `docker`
+//! share (`env.K`, `label.K`, `entrypoint`, `cmd`, `workdir`, `user`, `expose`, `config`) are
+//! described in [`ConfigChanges`].
 
 use std::collections::BTreeMap;
 
 use oxkit_layer::Compression;
 
 use crate::config::{ConfigAttrs, ConfigChanges};
-use crate::ExportError;
+use crate::{ArchiveFormat, ExportError};
 
-/// What the unknown-option errors of `image` and `oci` list.
-const CONFIG_KEYS: &str =
-    "env.NAME, label.NAME, entrypoint, cmd, workdir, user, expose, config, source-date-epoch";
+/// What the unknown-option errors of `image`, `oci` and `docker` list.
+const CONFIG_KEYS: &str = "env.NAME, label.NAME, entrypoint, cmd, workdir, user, expose, config, \
+     source-date-epoch, oci-mediatypes, annotation.NAME";
+
+/// How the image's manifest is written (`oci-mediatypes`, `annotation.KEY`), for `image`, `oci`
+/// and `docker` alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestOptions {
+    /// `oci-mediatypes` (default `true`): OCI media types for the manifest, config and layers;
+    /// `false`: Docker's (image manifest v2, schema 2), as BuildKit writes them.
+    pub oci_media_types: bool,
+    /// `annotation.KEY=VALUE`: the manifest's annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for ManifestOptions {
+    fn default() -> Self {
+        ManifestOptions {
+            oci_media_types: true,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
 
 /// What `type=image` was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +49,8 @@ pub struct ImageExportOptions {
     pub source_date_epoch: Option<i64>,
     /// `push=true`: push the image to the registry of each name after recording it.
     pub push: bool,
+    /// Media types and annotations of the manifest.
+    pub manifest: ManifestOptions,
 }
 
 impl ImageExportOptions {
@@ -54,11 +77,7 @@ impl ImageExportOptions {
         let common = Common::parse(exporter, attrs, |key, value| {
             match key {
             "push" => {
-                push = match value {
-                    "true" | "" => true,
-                    "false" => false,
-                    other => return Err(bad(key, format!("{other:?}; expected true or false"))),
-                };
+                push = parse_bool(exporter, key, value)?;
                 Ok(())
             }
             _ => Err(bad(
@@ -81,16 +100,19 @@ impl ImageExportOptions {
             config: common.config,
             source_date_epoch: common.source_date_epoch,
             push,
+            manifest: common.manifest,
         })
     }
 }
 
-/// The attributes `type=image` and `type=oci` share: names, compression and config changes.
+/// The attributes `type=image`, `type=oci` and `type=docker` share: names, compression, config
+/// changes and how the manifest is written.
 struct Common {
     names: Vec<String>,
     compression: Compression,
     config: ConfigChanges,
     source_date_epoch: Option<i64>,
+    manifest: ManifestOptions,
 }
 
 impl Common {
@@ -105,11 +127,23 @@ impl Common {
         let mut compression = CompressionOptions::default();
         let mut config = ConfigAttrs::default();
         let mut source_date_epoch = None;
+        let mut manifest = ManifestOptions::default();
         for (key, value) in attrs {
             if config.take(key, value).map_err(|(k, r)| bad(&k, r))? {
                 continue;
             }
+            if let Some(name) = key.strip_prefix("annotation.") {
+                if name.is_empty() {
+                    return Err(bad(
+                        key,
+                        "the annotation needs a name: annotation.NAME".into(),
+                    ));
+                }
+                manifest.annotations.insert(name.into(), value.clone());
+                continue;
+            }
             match key.as_str() {
+                "oci-mediatypes" => manifest.oci_media_types = parse_bool(exporter, key, value)?,
                 "name" => names.extend(split_names(value)),
                 "compression" | "compression-level" => compression.set(key, value),
                 "source-date-epoch" => {
@@ -124,18 +158,29 @@ impl Common {
                 _ => other(key, value)?,
             }
         }
+        let compression = compression.resolve(exporter)?;
+        if !manifest.oci_media_types && matches!(compression, Compression::Zstd { .. }) {
+            return Err(bad(
+                "oci-mediatypes",
+                "Docker's media types have no zstd layer; use oci-mediatypes=true with zstd".into(),
+            ));
+        }
         Ok(Common {
             names,
-            compression: compression.resolve(exporter)?,
+            compression,
             config: config.finish(),
             source_date_epoch,
+            manifest,
         })
     }
 }
 
-/// What `type=oci` was asked for. (`dest` is the client's: it writes the archive it receives.)
+/// What `type=oci` or `type=docker` was asked for: an image archive, the same but for its
+/// layout. (`dest` is the client's: it writes the archive it receives.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OciExportOptions {
+    /// The archive's layout: `oci`, or `docker` (the OCI layout plus Docker's `manifest.json`).
+    pub format: ArchiveFormat,
     /// Names for the image in the archive's index (`name=a,b` or repeated `name`); may be empty.
     pub names: Vec<String>,
     /// Layer compression.
@@ -144,6 +189,8 @@ pub struct OciExportOptions {
     pub config: ConfigChanges,
     /// As [`ImageExportOptions::source_date_epoch`].
     pub source_date_epoch: Option<i64>,
+    /// Media types and annotations of the manifest.
+    pub manifest: ManifestOptions,
 }
 
 impl OciExportOptions {
@@ -152,18 +199,34 @@ impl OciExportOptions {
     /// annotations), `compression`, `compression-level`, and the image config attributes
     /// ([`ConfigChanges`]). Unknown keys are refused by name.
     pub fn parse(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
-        let bad = invalid("oci");
-        let common = Common::parse("oci", attrs, |key, _| {
+        Self::parse_as(ArchiveFormat::Oci, attrs)
+    }
+
+    /// Parses the docker archive exporter's attributes: the OCI archive exporter's, where the
+    /// names that have a tag also become the `RepoTags` of Docker's `manifest.json`.
+    pub fn parse_docker(attrs: &BTreeMap<String, String>) -> Result<Self, ExportError> {
+        Self::parse_as(ArchiveFormat::Docker, attrs)
+    }
+
+    fn parse_as(
+        format: ArchiveFormat,
+        attrs: &BTreeMap<String, String>,
+    ) -> Result<Self, ExportError> {
+        let exporter = format.exporter();
+        let bad = invalid(exporter);
+        let common = Common::parse(exporter, attrs, |key, _| {
             Err(bad(
                 key,
                 format!("unknown option; expected name, compression, compression-level, {CONFIG_KEYS} (and dest, which the client keeps)"),
             ))
         })?;
         Ok(OciExportOptions {
+            format,
             names: common.names,
             compression: common.compression,
             config: common.config,
             source_date_epoch: common.source_date_epoch,
+            manifest: common.manifest,
         })
     }
 }
@@ -191,6 +254,18 @@ fn invalid(exporter: &'static str) -> impl Fn(&str, String) -> ExportError {
         exporter,
         key: key.into(),
         reason,
+    }
+}
+
+/// A boolean option: `true` (or given without a value) or `false`.
+fn parse_bool(exporter: &'static str, key: &str, value: &str) -> Result<bool, ExportError> {
+    match value {
+        "true" | "" => Ok(true),
+        "false" => Ok(false),
+        other => Err(invalid(exporter)(
+            key,
+            format!("{other:?}; expected true or false"),
+        )),
     }
 }
 
@@ -305,7 +380,14 @@ mod tests {
                 ("compression-level", "x"),
             ],
             &[("name", "a"), ("push", "yes")],
-            &[("name", "a"), ("oci-mediatypes", "true")],
+            &[("name", "a"), ("oci-mediatypes", "yes")],
+            &[("name", "a"), ("annotation.", "x")],
+            &[("name", "a"), ("annotation-index.k", "x")],
+            &[
+                ("name", "a"),
+                ("compression", "zstd"),
+                ("oci-mediatypes", "false"),
+            ],
         ] {
             let err = parse(bad).unwrap_err();
             assert!(
@@ -386,6 +468,84 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn docker_takes_the_oci_options_and_refuses_others_as_docker() {
+        let attrs = pairs(&[
+            ("name", "docker.io/library/a:1,b:2"),
+            ("compression", "uncompressed"),
+            ("env.FOO", "1"),
+        ]);
+        let docker = OciExportOptions::parse_docker(&attrs).unwrap();
+        let oci = OciExportOptions::parse(&attrs).unwrap();
+        assert_eq!(
+            (docker.format, oci.format),
+            (ArchiveFormat::Docker, ArchiveFormat::Oci)
+        );
+        assert_eq!(
+            OciExportOptions {
+                format: ArchiveFormat::Oci,
+                ..docker.clone()
+            },
+            oci,
+            "the same options but for the layout"
+        );
+        assert_eq!(docker.names, ["docker.io/library/a:1", "b:2"]);
+        assert_eq!(docker.compression, Compression::Uncompressed);
+        assert!(OciExportOptions::parse_docker(&pairs(&[]))
+            .unwrap()
+            .names
+            .is_empty());
+        for (bad, key) in [
+            (&[("dest", "x.tar")][..], "dest"),
+            (&[("push", "true")], "push"),
+            (&[("compression", "lz4")], "compression"),
+        ] {
+            match OciExportOptions::parse_docker(&pairs(bad)) {
+                Err(ExportError::InvalidOption {
+                    exporter, key: k, ..
+                }) => assert_eq!((exporter, k.as_str()), ("docker", key), "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn manifest_options_are_shared_and_default_to_oci_media_types() {
+        assert_eq!(
+            parse(&[("name", "a")]).unwrap().manifest,
+            ManifestOptions::default()
+        );
+        assert!(ManifestOptions::default().oci_media_types);
+        let attrs = pairs(&[
+            ("name", "a"),
+            ("oci-mediatypes", "false"),
+            ("annotation.org.opencontainers.image.source", "https://x/y"),
+            ("annotation.k", "v=w, z"),
+        ]);
+        let want = ManifestOptions {
+            oci_media_types: false,
+            annotations: [
+                ("org.opencontainers.image.source", "https://x/y"),
+                ("k", "v=w, z"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        };
+        assert_eq!(ImageExportOptions::parse(&attrs).unwrap().manifest, want);
+        assert_eq!(OciExportOptions::parse(&attrs).unwrap().manifest, want);
+        assert_eq!(
+            OciExportOptions::parse_docker(&attrs).unwrap().manifest,
+            want
+        );
+        assert!(
+            parse(&[("name", "a"), ("oci-mediatypes", "true")])
+                .unwrap()
+                .manifest
+                .oci_media_types
+        );
     }
 
     #[test]

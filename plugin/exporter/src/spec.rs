@@ -6,6 +6,31 @@ use serde_json::{json, Value};
 pub(crate) mod media {
     pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
     pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    /// Docker's image manifest (v2, schema 2), for `oci-mediatypes=false`.
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    /// Docker's image config.
+    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+    const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+    /// The manifest's and the config's media types: OCI's or Docker's.
+    pub fn manifest_and_config(oci: bool) -> (&'static str, &'static str) {
+        if oci {
+            (MANIFEST, CONFIG)
+        } else {
+            (DOCKER_MANIFEST, DOCKER_CONFIG)
+        }
+    }
+
+    /// The Docker media type of a layer of OCI media type `oci` (the same blob); other types
+    /// (Docker's already, or ones Docker has no name for) are kept.
+    pub fn docker_layer(oci: &str) -> &str {
+        match oci {
+            oxkit_layer::media_type::TAR => DOCKER_LAYER,
+            oxkit_layer::media_type::TAR_GZIP => DOCKER_LAYER_GZIP,
+            other => other,
+        }
+    }
 }
 
 /// An image config under construction: the base image's, or an empty one for this platform.
@@ -107,6 +132,37 @@ mod tests {
     use oxkit_containerd::{chain_ids, rfc3339};
     use sha2::{Digest as _, Sha256};
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn docker_media_types_name_the_same_blobs() {
+        assert_eq!(
+            media::manifest_and_config(true),
+            (media::MANIFEST, media::CONFIG)
+        );
+        assert_eq!(
+            media::manifest_and_config(false),
+            (
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.docker.container.image.v1+json"
+            )
+        );
+        for (oci, docker) in [
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar",
+                "application/vnd.docker.image.rootfs.diff.tar",
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            ),
+        ] {
+            assert_eq!(media::docker_layer(oci), docker, "{oci}");
+        }
+    }
 
     fn at(secs: u64) -> std::time::SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)

@@ -1,6 +1,6 @@
-//! Where the `oci` and `local` exporters' output goes on the client's side, as with `buildctl`:
-//! the daemon streams it back on the Solve stream, and the client writes an OCI archive to a file
-//! (or stdout) or unpacks the result's files into a directory.
+//! Where the `oci`, `docker` and `local` exporters' output goes on the client's side, as with
+//! `buildctl`: the daemon streams it back on the Solve stream, and the client writes an image
+//! archive to a file (or stdout) or unpacks the result's files into a directory.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
@@ -16,16 +16,17 @@ use super::ClientError;
 pub enum Destination {
     /// Nothing to write: the `image` exporter, or a solve without an exporter.
     None,
-    /// An OCI archive into this file.
-    OciFile(PathBuf),
-    /// An OCI archive to standard output (`dest=-`).
-    OciStdout,
+    /// An image archive (`oci`, `docker`) into this file.
+    ArchiveFile(PathBuf),
+    /// An image archive to standard output (`dest=-`).
+    ArchiveStdout,
     /// The result's files into this directory.
     LocalDir(PathBuf),
 }
 
 impl Destination {
-    /// Takes `dest` out of `attrs` for `exporter`: `oci` needs `dest=FILE` or `dest=-` (stdout),
+    /// Takes `dest` out of `attrs` for `exporter`: `oci` and `docker` need `dest=FILE` or
+    /// `dest=-` (stdout),
     /// `local` needs `dest=DIR`; other exporters take no `dest`.
     pub fn take(exporter: &str, attrs: &mut BTreeMap<String, String>) -> Result<Self, ClientError> {
         let bad = |reason: &str| ClientError::Output {
@@ -35,19 +36,23 @@ impl Destination {
         };
         let dest = attrs.remove("dest");
         match (exporter, dest.as_deref()) {
-            ("oci" | "local", None | Some("")) => Err(bad("missing; say where the output goes")),
-            ("oci", Some("-")) => Ok(Destination::OciStdout),
-            ("oci", Some(file)) => Ok(Destination::OciFile(file.into())),
+            ("oci" | "docker" | "local", None | Some("")) => {
+                Err(bad("missing; say where the output goes"))
+            }
+            ("oci" | "docker", Some("-")) => Ok(Destination::ArchiveStdout),
+            ("oci" | "docker", Some(file)) => Ok(Destination::ArchiveFile(file.into())),
             ("local", Some("-")) => Err(bad("the local exporter writes a directory, not stdout")),
             ("local", Some(dir)) => Ok(Destination::LocalDir(dir.into())),
             (_, None) => Ok(Destination::None),
-            (_, Some(_)) => Err(bad("only the oci and local exporters take a destination")),
+            (_, Some(_)) => Err(bad(
+                "only the oci, docker and local exporters take a destination",
+            )),
         }
     }
 
     /// Whether the export goes to standard output (so nothing else may).
     pub fn is_stdout(&self) -> bool {
-        *self == Destination::OciStdout
+        *self == Destination::ArchiveStdout
     }
 }
 
@@ -80,6 +85,11 @@ impl ExportSink {
     /// creates the temporary archive file or the directory (and its parents). Refuses to write
     /// an archive to a terminal.
     pub fn open(dest: &Destination) -> Result<Self, ClientError> {
+        let refuse = |reason: String| ClientError::Output {
+            exporter: "oci/docker".into(),
+            key: "dest".into(),
+            reason,
+        };
         let io = |action, path: &Path| {
             let path = path.to_path_buf();
             move |source| ClientError::Destination {
@@ -90,25 +100,19 @@ impl ExportSink {
         };
         let inner = match dest {
             Destination::None => Sink::None,
-            Destination::OciStdout => {
+            Destination::ArchiveStdout => {
                 let out = std::io::stdout();
                 if out.is_terminal() {
-                    return Err(ClientError::Output {
-                        exporter: "oci".into(),
-                        key: "dest".into(),
-                        reason: "refusing to write an archive to a terminal; redirect stdout or give dest=FILE".into(),
-                    });
+                    return Err(refuse(
+                        "refusing to write an archive to a terminal; redirect stdout or give dest=FILE".into(),
+                    ));
                 }
                 Sink::Stdout(out)
             }
-            Destination::OciFile(path) => {
+            Destination::ArchiveFile(path) => {
                 let name = path
                     .file_name()
-                    .ok_or_else(|| ClientError::Output {
-                        exporter: "oci".into(),
-                        key: "dest".into(),
-                        reason: format!("{} is not a file name", path.display()),
-                    })?
+                    .ok_or_else(|| refuse(format!("{} is not a file name", path.display())))?
                     .to_string_lossy();
                 let partial =
                     path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
@@ -292,11 +296,25 @@ mod tests {
     fn dest_is_the_clients_and_is_not_sent() {
         assert_eq!(
             take("oci", &[("dest", "out.tar"), ("name", "a")]).unwrap(),
-            (Destination::OciFile("out.tar".into()), vec!["name".into()])
+            (
+                Destination::ArchiveFile("out.tar".into()),
+                vec!["name".into()]
+            )
+        );
+        assert_eq!(
+            take("docker", &[("dest", "out.tar"), ("name", "a")]).unwrap(),
+            (
+                Destination::ArchiveFile("out.tar".into()),
+                vec!["name".into()]
+            )
+        );
+        assert_eq!(
+            take("docker", &[("dest", "-")]).unwrap().0,
+            Destination::ArchiveStdout
         );
         assert_eq!(
             take("oci", &[("dest", "-")]).unwrap().0,
-            Destination::OciStdout
+            Destination::ArchiveStdout
         );
         assert_eq!(
             take("local", &[("dest", "out")]).unwrap(),
@@ -308,12 +326,13 @@ mod tests {
         );
         for (exporter, pairs, needle) in [
             ("oci", &[][..], "missing"),
+            ("docker", &[], "missing"),
             ("local", &[("dest", "")], "missing"),
             ("local", &[("dest", "-")], "directory"),
             (
                 "image",
                 &[("name", "a"), ("dest", "x")],
-                "only the oci and local",
+                "only the oci, docker and local",
             ),
         ] {
             let err = take(exporter, pairs).unwrap_err();
@@ -325,7 +344,7 @@ mod tests {
     async fn an_archive_appears_only_when_finished() {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("image.tar");
-        let mut sink = ExportSink::open(&Destination::OciFile(dest.clone())).unwrap();
+        let mut sink = ExportSink::open(&Destination::ArchiveFile(dest.clone())).unwrap();
         sink.write(b"abc".to_vec()).await.unwrap();
         sink.write(b"def".to_vec()).await.unwrap();
         assert!(!dest.exists());
@@ -333,7 +352,7 @@ mod tests {
         assert_eq!(std::fs::read(&dest).unwrap(), b"abcdef");
 
         let failed = tmp.path().join("failed.tar");
-        let mut sink = ExportSink::open(&Destination::OciFile(failed.clone())).unwrap();
+        let mut sink = ExportSink::open(&Destination::ArchiveFile(failed.clone())).unwrap();
         sink.write(b"abc".to_vec()).await.unwrap();
         drop(sink);
         assert_eq!(

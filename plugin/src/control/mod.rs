@@ -1,6 +1,7 @@
 //! The build API's server side: `Solve` turns an LLB definition into a solver graph over the
 //! worker's ops, streams the solve's progress, and exports the result — into containerd's image
-//! store, or streamed back for the client to write (an OCI archive, the result's files); `Info`
+//! store, or streamed back for the client to write (an OCI or docker archive, the result's
+//! files); `Info`
 //! says what the daemon builds with; `ResolveImageConfig` reads an image's config from the
 //! store; `Session` holds a client's session open for its builds
 //! (see [`session`]). The containerd connection is made at the first build
@@ -21,8 +22,8 @@ use std::time::Duration;
 
 use oxkit_containerd::{Client, LeaseOptions, LinuxMounter, Mounter};
 use oxkit_exporter::{
-    push_image, BaseImage, ImageConfig, ImageExportOptions, ImageExporter, LocalExportOptions,
-    LocalExporter, OciArchive, OciExportOptions,
+    push_image, ArchiveFormat, BaseImage, ImageConfig, ImageExportOptions, ImageExporter,
+    LocalExportOptions, LocalExporter, OciArchive, OciExportOptions,
 };
 use oxkit_llb::source::{ImageRef, ResolveMode};
 use oxkit_llb::Definition;
@@ -203,7 +204,7 @@ enum Export {
     None,
     /// Into containerd's image store.
     Image(ImageExportOptions),
-    /// An OCI archive, streamed to the client.
+    /// An OCI or docker archive, streamed to the client.
     Oci(OciExportOptions),
     /// A tar of the result's files, streamed to the client.
     Local(LocalExportOptions),
@@ -229,7 +230,10 @@ impl Export {
         match self {
             Export::None => None,
             Export::Image(_) => Some("exporting to image"),
-            Export::Oci(_) => Some("exporting to oci image format"),
+            Export::Oci(o) => Some(match o.format {
+                ArchiveFormat::Oci => "exporting to oci image format",
+                ArchiveFormat::Docker => "exporting to docker image format",
+            }),
             Export::Local(_) => Some("copying files"),
         }
     }
@@ -246,15 +250,31 @@ fn parse_export(exporter: &str, attrs: &BTreeMap<String, String>) -> Result<Expo
         "image" => ImageExportOptions::parse(attrs).map(Export::Image),
         "registry" => ImageExportOptions::parse_registry(attrs).map(Export::Image),
         "oci" => OciExportOptions::parse(attrs).map(Export::Oci),
+        "docker" => OciExportOptions::parse_docker(attrs).map(Export::Oci),
         "local" => LocalExportOptions::parse(attrs).map(Export::Local),
         other => {
             return Err(Status::invalid_argument(format!(
-                "exporter {other:?} is not supported; use type=image, type=registry, type=oci \
-                 or type=local"
+                "exporter {other:?} is not supported; use type=image, type=registry, type=oci, \
+                 type=docker or type=local"
             )))
         }
     };
-    let parsed = parsed.map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let mut parsed = parsed.map_err(|e| Status::invalid_argument(e.to_string()))?;
+    // `docker load` takes tags only: a docker archive's names are normalised as BuildKit's are
+    // (`app` is `docker.io/library/app:latest`, shown by Docker as `app:latest`).
+    if let Export::Oci(options) = &mut parsed {
+        if options.format == ArchiveFormat::Docker {
+            for name in &mut options.names {
+                *name = ImageRef::parse(name)
+                    .map_err(|e| {
+                        Status::invalid_argument(format!(
+                            "docker exporter option \"name\": {name:?}: {e}"
+                        ))
+                    })?
+                    .to_string();
+            }
+        }
+    }
     if let Export::Image(options) = &parsed {
         if options.push {
             for name in &options.names {
@@ -630,10 +650,11 @@ async fn export_result(
                     options.compression,
                     &options.config,
                     options.source_date_epoch,
+                    &options.manifest,
                 )
                 .await
                 .map_err(export_failed)?;
-            let archive = OciArchive::new(&built, &options.names);
+            let archive = OciArchive::new(&built, &options.names, options.format);
             let content = client.content();
             export::stream_async(tx, |out| archive.write_to(&content, out)).await?;
             if !options.names.is_empty() {
@@ -747,7 +768,12 @@ mod tests {
         assert_eq!(parse_export("", &attrs(&[])).unwrap(), Export::None);
         assert!(matches!(
             parse_export("oci", &attrs(&[("name", "a:1")])).unwrap(),
-            Export::Oci(OciExportOptions { names, .. }) if names == ["a:1"]
+            Export::Oci(OciExportOptions { names, format: ArchiveFormat::Oci, .. }) if names == ["a:1"]
+        ));
+        assert!(matches!(
+            parse_export("docker", &attrs(&[("name", "a,me/b:1")])).unwrap(),
+            Export::Oci(OciExportOptions { names, format: ArchiveFormat::Docker, .. })
+                if names == ["docker.io/library/a:latest", "docker.io/me/b:1"]
         ));
         assert_eq!(
             parse_export("local", &attrs(&[])).unwrap(),
@@ -762,6 +788,16 @@ mod tests {
             ("registry", &[("name", "a:-1")], "cannot push to \"a:-1\""),
             ("local", &[("mode", "x")], "\"mode\""),
             ("oci", &[("unpack", "true")], "\"unpack\""),
+            (
+                "docker",
+                &[("unpack", "true")],
+                "docker exporter option \"unpack\"",
+            ),
+            (
+                "docker",
+                &[("name", "Bad:1")],
+                "docker exporter option \"name\"",
+            ),
             ("", &[("name", "x")], "without an exporter"),
         ] {
             let status = parse_export(exporter, &attrs(pairs)).unwrap_err();
