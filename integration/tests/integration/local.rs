@@ -278,7 +278,7 @@ fn a_client_killed_mid_transfer_fails_that_build_and_the_next_succeeds() -> Test
 }
 
 #[test]
-fn two_directories_under_one_name_and_two_clients_do_not_mix() -> TestResult {
+fn two_directories_under_one_name_keep_a_copy_each_and_two_clients_do_not_mix() -> TestResult {
     let Some(fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
@@ -300,6 +300,18 @@ fn two_directories_under_one_name_and_two_clients_do_not_mix() -> TestResult {
     build(&fx, &b, "docker.io/library/lb:1")?;
     assert_eq!(run(&fx, "docker.io/library/la:1", show)?, "has-a\nfrom A");
     assert_eq!(run(&fx, "docker.io/library/lb:1", show)?, "has-b\nfrom B");
+    // Each directory keeps its own copy: back to the first, only its change is sent.
+    std::fs::write(a.join("a.txt"), "A, edited")?;
+    let (_, stderr, _) = build(&fx, &a, "docker.io/library/la:2")?;
+    assert_eq!(sent(&stderr), 1, "only the edited file:\n{stderr}");
+    assert_eq!(
+        run(
+            &fx,
+            "docker.io/library/la:2",
+            "cat /app/a.txt /app/common.txt"
+        )?,
+        "A, editedfrom A"
+    );
 
     // Two clients at once (each with its own client id), crossed over.
     let spawn = |state: &str, ctx: &Path, name: &str| {
@@ -321,11 +333,12 @@ fn two_directories_under_one_name_and_two_clients_do_not_mix() -> TestResult {
     }
     assert_eq!(run(&fx, "docker.io/library/c1:1", show)?, "has-b\nfrom B");
     assert_eq!(run(&fx, "docker.io/library/c2:1", show)?, "has-a\nfrom A");
-    // The daemon keeps one copy per (client, name): the fixture's default client and the two.
+    // The daemon keeps one copy per (client, name, directory): the fixture's default client's
+    // two directories, and one for each of the two clients.
     let copies = std::fs::read_dir(fx.oxkit_root().join("local"))?
         .flatten()
         .filter(|e| e.path().is_dir())
         .count();
-    assert_eq!(copies, 3, "one copy per client and name");
+    assert_eq!(copies, 4, "one copy per client, name and directory");
     Ok(())
 }

@@ -201,8 +201,17 @@ impl SessionProvider for LocalDirs {
     fn offers(&self) -> Offers {
         let mut local_dirs: Vec<String> = self.inner.dirs.keys().cloned().collect();
         local_dirs.sort();
+        // The daemon keeps a copy per directory, not only per name: a name used for another
+        // directory keeps the first one's copy for the next build of it.
+        let local_dir_keys = self
+            .inner
+            .dirs
+            .iter()
+            .map(|(name, d)| (name.clone(), dir_key(&d.dir)))
+            .collect();
         Offers {
             local_dirs,
+            local_dir_keys,
             ..Default::default()
         }
     }
@@ -248,6 +257,7 @@ impl SessionProvider for Attachables {
         Offers {
             client_id: self.client_id.clone(),
             local_dirs: self.locals.offers().local_dirs,
+            local_dir_keys: self.locals.offers().local_dir_keys,
             secrets: self.secrets.offers().secrets,
         }
     }
@@ -310,6 +320,15 @@ pub fn client_id() -> String {
         tracing::warn!(file = %file.display(), error = %e, "cannot keep the client id; local directories will be sent in full");
     }
     id
+}
+
+/// The key of directory `dir` the daemon keeps its copy under (beside the client id and the
+/// name): a hash of its canonical path, so the path itself is not sent.
+fn dir_key(dir: &Path) -> String {
+    use sha2::Digest as _;
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let hash = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub struct Offers {
     pub secrets: Vec<String>,
     /// The client's stable id (see [`super::client_id`]); empty = the session's id.
     pub client_id: String,
+    /// A key of each local directory itself, by name (see [`super::LocalDirs`]).
+    pub local_dir_keys: std::collections::HashMap<String, String>,
 }
 
 /// What the client serves in its session. Methods run when the daemon asks, possibly
@@ -230,6 +232,7 @@ impl ClientSession {
                 local_dirs: offers.local_dirs,
                 secrets: offers.secrets,
                 client_id: offers.client_id,
+                local_dir_keys: offers.local_dir_keys,
             })),
         });
         let requests = client

@@ -34,6 +34,8 @@ pub struct Offers {
     pub secrets: Vec<String>,
     /// The client's stable id (the session's id when it gave none).
     pub client_id: String,
+    /// A key of each local directory itself, by name (empty when the client gave none).
+    pub local_dir_keys: std::collections::HashMap<String, String>,
 }
 
 /// A request to the client.
@@ -286,6 +288,7 @@ impl SessionRegistry {
             } else {
                 open.client_id
             },
+            local_dir_keys: open.local_dir_keys,
         };
         let (handle, requests) = self.open(&open.session_id, offers)?;
         let registry = self.clone();
@@ -541,6 +544,14 @@ impl oxkit_worker::ClientSession for SessionHandle {
         &self.inner.offers.client_id
     }
 
+    fn local_dir_key(&self, name: &str) -> &str {
+        self.inner
+            .offers
+            .local_dir_keys
+            .get(name)
+            .map_or("", String::as_str)
+    }
+
     async fn registry_auth(&self, host: &str) -> Result<(String, String), SessionError> {
         SessionHandle::registry_auth(self, host).await
     }
@@ -772,6 +783,7 @@ mod tests {
                     local_dirs: vec!["context".into()],
                     secrets: vec!["token".into()],
                     client_id: String::new(),
+                    local_dir_keys: [("context".to_string(), "k1".to_string())].into(),
                 })),
             }))
             .unwrap();
@@ -786,6 +798,9 @@ mod tests {
             "s1",
             "no client id: the session's"
         );
+        use oxkit_worker::ClientSession as _;
+        assert_eq!(handle.local_dir_key("context"), "k1");
+        assert_eq!(handle.local_dir_key("other"), "", "no key: none");
         let call = tokio::spawn({
             let h = handle.clone();
             async move { h.get_secret("token").await }

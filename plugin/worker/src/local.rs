@@ -142,11 +142,13 @@ impl LocalSourceOp {
             source,
         };
         let (session, listing) = self.list(ctx).await?;
-        let key = Store::key(
-            session.client_id(),
-            name,
-            self.source.shared_key_hint.as_deref().unwrap_or(""),
-        );
+        // Per directory too: one name used for several directories keeps a copy of each.
+        let hint = self.source.shared_key_hint.as_deref().unwrap_or("");
+        let hint = match session.local_dir_key(name) {
+            "" => hint.to_string(),
+            dir => format!("{hint}\0dir={dir}"),
+        };
+        let key = Store::key(session.client_id(), name, &hint);
         let started = std::time::Instant::now();
         let mut copy = self
             .worker

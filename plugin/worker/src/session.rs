@@ -26,6 +26,13 @@ pub trait ClientSession: Send + Sync {
         self.id()
     }
 
+    /// A key of local directory `name` itself (the client's, e.g. a hash of its path; empty if
+    /// it gave none): the daemon keeps a copy per (client id, name, key).
+    fn local_dir_key(&self, name: &str) -> &str {
+        let _ = name;
+        ""
+    }
+
     /// The whole listing of local directory `name` through `filter` (the client applies it:
     /// nothing excluded is sent). Fails with [`SessionError::NotFound`] when the client serves
     /// no such directory.
