@@ -1,7 +1,7 @@
 //! The `type=image` export: layers, config, manifest and image record in containerd.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -682,60 +682,32 @@ struct EarlyClone {
     key: String,
 }
 
-/// The directory an active oxkit snapshot's changes go to, from its mounts: a snapshot without
-/// parent is a read-write bind of it, one with parents an overlay with an `upperdir`.
+/// The directory an active oxkit snapshot's changes go to, from its mounts
+/// ([`Mount::active_upper`]).
 fn active_upper_dir(key: &str, mounts: &[Mount]) -> Result<PathBuf, ExportError> {
-    let none = || ExportError::NoUpperDir {
-        snapshot: key.into(),
-        detail: format!("{mounts:?}"),
-    };
-    let [m] = mounts else { return Err(none()) };
-    let dir = match m.kind.as_str() {
-        "bind" => PathBuf::from(&m.source),
-        "overlay" => m
-            .options
-            .iter()
-            .find_map(|o| o.strip_prefix("upperdir="))
-            .map(PathBuf::from)
-            .ok_or_else(none)?,
-        _ => return Err(none()),
-    };
-    if dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(none())
-    }
+    existing_dir(key, mounts, Mount::active_upper(mounts))
 }
 
 /// How many layers are written at once.
 const LAYER_WRITERS: usize = 4;
 
-/// The upper directory of a committed oxkit snapshot, from the mounts of a view of it: a view of a
-/// single layer is a read-only bind of that layer, a view of more is an overlay whose first lower
-/// directory is the top layer.
+/// The upper directory of a committed oxkit snapshot, from the mounts of a view of it
+/// ([`Mount::layer_dir`]).
 fn upper_dir(snapshot: &str, mounts: &[Mount]) -> Result<PathBuf, ExportError> {
-    let detail = || format!("{mounts:?}");
-    let none = || ExportError::NoUpperDir {
-        snapshot: snapshot.into(),
-        detail: detail(),
-    };
-    let [m] = mounts else { return Err(none()) };
-    let dir = match m.kind.as_str() {
-        "bind" => PathBuf::from(&m.source),
-        "overlay" => m
-            .options
-            .iter()
-            .find_map(|o| o.strip_prefix("lowerdir="))
-            .and_then(|l| l.split(':').next())
-            .map(PathBuf::from)
-            .ok_or_else(none)?,
-        _ => return Err(none()),
-    };
-    if Path::new(&dir).is_dir() {
-        Ok(dir)
-    } else {
-        Err(none())
-    }
+    existing_dir(snapshot, mounts, Mount::layer_dir(mounts))
+}
+
+/// `dir` if it is a directory; otherwise the error naming `snapshot` and its `mounts`.
+fn existing_dir(
+    snapshot: &str,
+    mounts: &[Mount],
+    dir: Option<PathBuf>,
+) -> Result<PathBuf, ExportError> {
+    dir.filter(|d| d.is_dir())
+        .ok_or_else(|| ExportError::NoUpperDir {
+            snapshot: snapshot.into(),
+            detail: format!("{mounts:?}"),
+        })
 }
 
 /// The snapshot label that records the layer blob made for it with `compression`.
