@@ -140,16 +140,7 @@ impl Content {
             }
             Err(e) => return Err(e),
         };
-        let mut next = async || -> Result<pb::WriteContentResponse, ContainerdError> {
-            match responses.next().await {
-                Some(r) => r.map_err(|s| ContainerdError::from_status(CALL, s)),
-                None => Err(ContainerdError::MissingField {
-                    call: CALL,
-                    field: "response",
-                }),
-            }
-        };
-        let adopted = match next().await {
+        let adopted = match next_response(&mut responses).await {
             // The blob is in containerd's backing store already (put there by `write_file`, or
             // by another namespace) and the store shares blobs: the ingest starts complete, and
             // committing it records the blob in this namespace without a byte sent.
@@ -167,35 +158,9 @@ impl Content {
         let (actual, offset) = match expected {
             Some((digest, size)) if adopted => (digest.clone(), size),
             _ => {
-                let mut hasher = Sha256::new();
-                let mut offset: u64 = 0;
-                let mut buf = vec![0; CHUNK];
-                loop {
-                    let n = read_full(&mut reader, &mut buf).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                    send(
-                        &tx,
-                        pb::WriteContentRequest {
-                            action: pb::WriteAction::Write as i32,
-                            r#ref: reference.clone(),
-                            offset: size_to_pb(offset),
-                            data: buf[..n].to_vec(),
-                            ..Default::default()
-                        },
-                    )?;
-                    offset += n as u64;
-                    next().await?;
-                }
-                let actual = Digest::from_sha256(&hasher.finalize());
-                let matches = match expected {
-                    Some((d, s)) => *d == actual && s == offset,
-                    None => true,
-                };
-                if !matches {
-                    let (d, s) = expected.expect("only an expected digest can mismatch");
+                let (actual, offset) =
+                    send_data(&tx, &reference, &mut reader, &mut responses).await?;
+                if let Some((d, s)) = expected.filter(|(d, s)| **d != actual || *s != offset) {
                     drop(tx);
                     self.abort(&reference).await;
                     return Err(ContainerdError::ContentMismatch {
@@ -220,7 +185,7 @@ impl Content {
                 ..Default::default()
             },
         )?;
-        match next().await {
+        match next_response(&mut responses).await {
             Ok(_) => Ok(WriteOutcome {
                 descriptor: Descriptor {
                     media_type: media_type.to_owned(),
@@ -432,6 +397,52 @@ impl Content {
             .await
             .call("Content.Delete")
             .map(drop)
+    }
+}
+
+/// Sends all of `reader` as the Write messages of ingest `reference`, each answered (in
+/// `responses`) before the next is sent; returns the digest and size of what was sent.
+async fn send_data<R: AsyncRead + Unpin>(
+    tx: &mpsc::Sender<pb::WriteContentRequest>,
+    reference: &str,
+    reader: &mut R,
+    responses: &mut tonic::Streaming<pb::WriteContentResponse>,
+) -> Result<(Digest, u64), ContainerdError> {
+    let mut hasher = Sha256::new();
+    let mut offset: u64 = 0;
+    let mut buf = vec![0; CHUNK];
+    loop {
+        let n = read_full(reader, &mut buf).await?;
+        if n == 0 {
+            return Ok((Digest::from_sha256(&hasher.finalize()), offset));
+        }
+        hasher.update(&buf[..n]);
+        send(
+            tx,
+            pb::WriteContentRequest {
+                action: pb::WriteAction::Write as i32,
+                r#ref: reference.to_owned(),
+                offset: size_to_pb(offset),
+                data: buf[..n].to_vec(),
+                ..Default::default()
+            },
+        )?;
+        offset += n as u64;
+        next_response(responses).await?;
+    }
+}
+
+/// The next answer of a Write stream; its end is an error.
+async fn next_response(
+    responses: &mut tonic::Streaming<pb::WriteContentResponse>,
+) -> Result<pb::WriteContentResponse, ContainerdError> {
+    const CALL: &str = "Content.Write";
+    match responses.next().await {
+        Some(r) => r.map_err(|s| ContainerdError::from_status(CALL, s)),
+        None => Err(ContainerdError::MissingField {
+            call: CALL,
+            field: "response",
+        }),
     }
 }
 
