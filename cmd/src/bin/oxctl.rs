@@ -14,9 +14,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use oxkit_plugin::client::{
-    client_id, context_digest, Attachables, BuildClient, Destination, ExportSink, LocalDir,
-    LocalDirs, Progress, ProgressMode, ProgressPrinter, RegistryAuths, SecretSpec, Secrets,
-    SolveOptions, DEFAULT_ADDRESS,
+    client_id, context_digest, Attachables, BuildClient, CacheEntry, Destination, ExportSink,
+    LocalDir, LocalDirs, Progress, ProgressMode, ProgressPrinter, RegistryAuths, SecretSpec,
+    Secrets, SolveOptions, DEFAULT_ADDRESS,
 };
 use tokio_stream::StreamExt;
 
@@ -35,46 +35,7 @@ struct Cli {
 enum Command {
     /// Build the LLB definition read from stdin, or a Dockerfile with `--frontend dockerfile.v0
     /// --local context=DIR --local dockerfile=DIR`.
-    Build {
-        /// The daemon's frontend that makes the definition: `dockerfile.v0` (alias `dockerfile`)
-        /// reads `Dockerfile` from the local directory `dockerfile` and the build context from
-        /// `context`. Without it, the definition is read from stdin.
-        #[arg(long)]
-        frontend: Option<String>,
-        /// A frontend option `k=v` (repeatable): `filename=`, `target=`, `build-arg:NAME=V`,
-        /// `label:NAME=V`, `no-cache[=stage,…]`, `context:NAME=V`, `platform=`.
-        #[arg(long = "opt")]
-        opt: Vec<String>,
-        /// Where the result goes: `type=image,name=REF[,compression=zstd]` (into containerd),
-        /// `type=oci,dest=FILE|-[,name=REF]` (an OCI archive), `type=docker,dest=FILE|-[,name=REF]`
-        /// (an archive for `docker load`) or `type=local,dest=DIR` (the result's files).
-        /// `image`, `oci` and `docker` also take the image config's `env.NAME=V`,
-        /// `label.NAME=V`, `entrypoint`, `cmd`, `workdir`, `user`, `expose` and `config=JSON`,
-        /// and `oci-mediatypes=true|false` and `annotation.KEY=V` for the manifest;
-        /// quote a field with commas as CSV does: `"cmd=[""sh"",""-c"",""x""]"`.
-        #[arg(long)]
-        output: Option<String>,
-        /// Older spelling of --output's type (`--exporter image --exporter-opt name=…`).
-        #[arg(long)]
-        exporter: Option<String>,
-        /// An exporter option `k=v` for --exporter (repeatable).
-        #[arg(long = "exporter-opt")]
-        exporter_opt: Vec<String>,
-        /// Progress display: auto, tty, plain, rawjson.
-        #[arg(long, default_value = "auto")]
-        progress: ProgressMode,
-        /// Re-run every step.
-        #[arg(long)]
-        no_cache: bool,
-        /// A secret the build may ask for: `id=NAME,src=FILE` or `id=NAME,env=VAR`
-        /// (repeatable). Read when oxctl starts and served from memory.
-        #[arg(long)]
-        secret: Vec<String>,
-        /// A local directory the build may read as `local://NAME`: `NAME=DIR` (repeatable).
-        /// Sent incrementally; the `.dockerignore` of the one named `context` applies.
-        #[arg(long)]
-        local: Vec<String>,
-    },
+    Build(Box<BuildArgs>),
     /// Show the build cache's records and their disk usage.
     Du,
     /// Drop the build cache (layer snapshots of images stay).
@@ -86,6 +47,58 @@ enum Command {
     },
 }
 
+/// `oxctl build`'s arguments.
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// The daemon's frontend that makes the definition: `dockerfile.v0` (alias `dockerfile`)
+    /// reads `Dockerfile` from the local directory `dockerfile` and the build context from
+    /// `context`. Without it, the definition is read from stdin.
+    #[arg(long)]
+    frontend: Option<String>,
+    /// A frontend option `k=v` (repeatable): `filename=`, `target=`, `build-arg:NAME=V`,
+    /// `label:NAME=V`, `no-cache[=stage,…]`, `context:NAME=V`, `platform=`.
+    #[arg(long = "opt")]
+    opt: Vec<String>,
+    /// Where the result goes: `type=image,name=REF[,compression=zstd]` (into containerd),
+    /// `type=oci,dest=FILE|-[,name=REF]` (an OCI archive), `type=docker,dest=FILE|-[,name=REF]`
+    /// (an archive for `docker load`) or `type=local,dest=DIR` (the result's files).
+    /// `image`, `oci` and `docker` also take the image config's `env.NAME=V`,
+    /// `label.NAME=V`, `entrypoint`, `cmd`, `workdir`, `user`, `expose` and `config=JSON`,
+    /// and `oci-mediatypes=true|false` and `annotation.KEY=V` for the manifest;
+    /// quote a field with commas as CSV does: `"cmd=[""sh"",""-c"",""x""]"`.
+    #[arg(long)]
+    output: Option<String>,
+    /// Older spelling of --output's type (`--exporter image --exporter-opt name=…`).
+    #[arg(long)]
+    exporter: Option<String>,
+    /// An exporter option `k=v` for --exporter (repeatable).
+    #[arg(long = "exporter-opt")]
+    exporter_opt: Vec<String>,
+    /// Progress display: auto, tty, plain, rawjson.
+    #[arg(long, default_value = "auto")]
+    progress: ProgressMode,
+    /// Re-run every step.
+    #[arg(long)]
+    no_cache: bool,
+    /// A secret the build may ask for: `id=NAME,src=FILE` or `id=NAME,env=VAR`
+    /// (repeatable). Read when oxctl starts and served from memory.
+    #[arg(long)]
+    secret: Vec<String>,
+    /// A local directory the build may read as `local://NAME`: `NAME=DIR` (repeatable).
+    /// Sent incrementally; the `.dockerignore` of the one named `context` applies.
+    #[arg(long)]
+    local: Vec<String>,
+    /// Export the build cache (repeatable), as buildctl: `type=registry,ref=REF[,mode=max]`,
+    /// `type=local,dest=DIR[,tag=T][,mode=max]` or `type=inline` (in the image's config);
+    /// also `compression=`, `ignore-error=true`.
+    #[arg(long = "export-cache")]
+    export_cache: Vec<String>,
+    /// Import a build cache (repeatable): `type=registry,ref=REF` (a cache, or an image with
+    /// an inline cache), `type=local,src=DIR[,tag=T]`, or just `REF`.
+    #[arg(long = "import-cache")]
+    import_cache: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum DebugCommand {
     /// Read an LLB definition from stdin and print each op as a JSON line.
@@ -95,28 +108,7 @@ enum DebugCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build {
-            frontend,
-            opt,
-            output,
-            exporter,
-            exporter_opt,
-            progress,
-            no_cache,
-            secret,
-            local,
-        } => oxkit_cmd::output::exporter_options(output.as_deref(), exporter, &exporter_opt)
-            .and_then(|export| {
-                build(
-                    &cli.addr,
-                    oxkit_cmd::frontend::Frontend::parse(frontend, &opt)?,
-                    export,
-                    progress,
-                    no_cache,
-                    &secret,
-                    &local,
-                )
-            }),
+        Command::Build(args) => build(&cli.addr, *args),
         Command::Du => with_client(&cli.addr, du),
         Command::Prune => with_client(&cli.addr, prune),
         Command::Debug {
@@ -132,15 +124,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn build(
-    addr: &str,
-    frontend: Option<oxkit_cmd::frontend::Frontend>,
-    (exporter, mut exporter_attrs): (String, BTreeMap<String, String>),
-    mode: ProgressMode,
-    no_cache: bool,
-    secrets: &[String],
-    locals: &[String],
-) -> anyhow::Result<()> {
+/// A build's `--export-cache` and `--import-cache`.
+struct Caches {
+    exports: Vec<CacheEntry>,
+    imports: Vec<CacheEntry>,
+}
+
+fn parse_caches(specs: &[String]) -> anyhow::Result<Vec<CacheEntry>> {
+    specs
+        .iter()
+        .map(|s| CacheEntry::parse(s).map_err(anyhow::Error::from))
+        .collect()
+}
+
+fn build(addr: &str, args: BuildArgs) -> anyhow::Result<()> {
+    let BuildArgs {
+        frontend,
+        opt,
+        output,
+        exporter,
+        exporter_opt,
+        progress: mode,
+        no_cache,
+        secret: secrets,
+        local: locals,
+        export_cache,
+        import_cache,
+    } = args;
+    let (exporter, mut exporter_attrs) =
+        oxkit_cmd::output::exporter_options(output.as_deref(), exporter, &exporter_opt)?;
+    let frontend = oxkit_cmd::frontend::Frontend::parse(frontend, &opt)?;
+    let caches = Caches {
+        exports: parse_caches(&export_cache)?,
+        imports: parse_caches(&import_cache)?,
+    };
     let dest = Destination::take(&exporter, &mut exporter_attrs)?;
     let specs = secrets
         .iter()
@@ -189,6 +206,8 @@ fn build(
                         no_cache,
                         frontend,
                         frontend_attrs,
+                        cache_exports: caches.exports,
+                        cache_imports: caches.imports,
                         ..Default::default()
                     },
                     served,

@@ -17,6 +17,7 @@ mod http;
 mod local;
 mod merge;
 mod registry;
+mod remotecache;
 mod resolve;
 mod secret;
 mod session;

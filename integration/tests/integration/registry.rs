@@ -276,6 +276,34 @@ fn push_true_pushes_the_result_and_a_second_push_skips_what_the_registry_has() -
     Ok(())
 }
 
+#[test]
+fn a_push_mounts_the_layers_the_registry_has_in_the_repository_they_were_pulled_from() -> TestResult
+{
+    let Some((registry, fx)) = start()? else {
+        return Ok(());
+    };
+    let base = registry.reference("busybox:mount");
+    serve_busybox(&registry, &fx, &base, "busybox:mount")?;
+    let target = registry.reference("mounted:1");
+    let stdout = build_ok(
+        &fx,
+        &greeting_on(&base, "mounted"),
+        &format!("type=image,name={target},push=true"),
+    )?;
+    // busybox's layer is mounted from its repository; the new layer and the config go up.
+    assert_eq!(reported(&stdout, "image.push.mounted"), "1");
+    assert_eq!(reported(&stdout, "image.push.uploaded"), "2");
+    assert_eq!(
+        registry.requests("&from=busybox HTTP/1.1\" 201"),
+        1,
+        "{}",
+        registry.log()
+    );
+    fx.ctr(["images", "rm", target.as_str()])?;
+    fx.ctr(["images", "pull", "--plain-http", target.as_str()])?;
+    Ok(())
+}
+
 /// `oxctl build` of `def` with `--output output`, its Docker config (registry credentials) in
 /// `docker_config`: (success, stdout, stderr).
 fn build_with_docker_config(
@@ -340,7 +368,9 @@ fn a_registry_with_a_password_takes_the_clients_credentials_and_refuses_wrong_on
     let (ok, stdout, stderr) =
         build_with_docker_config(&fx, &def, &format!("type=registry,name={pushed}"), &right)?;
     assert!(ok, "the build fails:\n{stderr}");
-    assert_eq!(reported(&stdout, "image.push.uploaded"), "3", "{stdout}");
+    // The base's layer is mounted from the repository it was pulled from.
+    assert_eq!(reported(&stdout, "image.push.uploaded"), "2", "{stdout}");
+    assert_eq!(reported(&stdout, "image.push.mounted"), "1", "{stdout}");
     fx.ctr([
         "images",
         "pull",

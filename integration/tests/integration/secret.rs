@@ -408,6 +408,7 @@ fn a_cancelled_step_leaves_no_secrets_tmpfs() -> TestResult {
                 no_cache: false,
                 progress: None,
                 session: Some(Attachment::new(session)),
+                ..Default::default()
             },
         );
         // The step's own task (not the shim group's keeper) runs, with its secret mounted.

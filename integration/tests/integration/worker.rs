@@ -112,7 +112,7 @@ async fn solve(worker: &Worker, solver: &Solver, state: &State) -> Result<Solved
             SolveOptions {
                 no_cache: false,
                 progress: Some(tx),
-                session: None,
+                ..Default::default()
             },
         )
         .await;

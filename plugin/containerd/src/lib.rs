@@ -12,6 +12,7 @@ mod containers;
 mod content;
 mod convert;
 mod diff;
+mod distribution;
 mod error;
 mod gc;
 mod images;
@@ -32,6 +33,7 @@ pub use containers::{
 };
 pub use content::{Content, ContentInfo, WriteOutcome};
 pub use diff::Diff;
+pub use distribution::{distribution_source_key, distribution_source_label, distribution_sources};
 pub use error::ContainerdError;
 pub use gc::{config_labels, index_labels, manifest_labels, GC_SNAPSHOT_LABEL};
 pub use images::{Image, ImageUpdate, Images};
@@ -45,4 +47,4 @@ pub use snapshots::{SnapshotInfo, SnapshotKind, SnapshotUsage, Snapshots, DEFAUL
 pub use spec::{Network, SpecBuilder, SpecMount, DEFAULT_CAPABILITIES, DEFAULT_PATH_ENV};
 pub use stdio::StdioPipes;
 pub use tasks::{ExitStatus, Exited, StdioTarget, Task, TaskIo, Tasks};
-pub use types::{chain_ids, Descriptor, Digest, Labels, Mount};
+pub use types::{chain_ids, Descriptor, Digest, Labels, LayerBlob, Mount, LAYER_SOURCE_LABEL};

@@ -104,6 +104,47 @@ impl Descriptor {
     }
 }
 
+/// A layer blob and the digest of its uncompressed tar (its diff ID): what a committed layer
+/// snapshot was made from (a pulled or imported layer) or into (an exported one), kept in a
+/// snapshot label as `media type|digest|size|diff ID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    /// The blob.
+    pub descriptor: Descriptor,
+    /// The digest of its uncompressed content.
+    pub diff_id: String,
+}
+
+/// The snapshot label naming the blob a layer snapshot was applied from ([`LayerBlob`]).
+pub const LAYER_SOURCE_LABEL: &str = "oxkit.layer.source";
+
+impl LayerBlob {
+    /// The label value.
+    pub fn to_label(&self) -> String {
+        let d = &self.descriptor;
+        format!("{}|{}|{}|{}", d.media_type, d.digest, d.size, self.diff_id)
+    }
+
+    /// Reads a label value; `None` if it is not one.
+    pub fn from_label(value: &str) -> Option<Self> {
+        let mut parts = value.split('|');
+        let (media_type, digest, size, diff_id) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !diff_id.starts_with("sha256:") {
+            return None;
+        }
+        Some(LayerBlob {
+            descriptor: Descriptor {
+                media_type: media_type.to_owned(),
+                digest: digest.parse().ok()?,
+                size: size.parse().ok()?,
+                annotations: BTreeMap::new(),
+            },
+            diff_id: diff_id.to_owned(),
+        })
+    }
+}
+
 /// A mount as containerd describes it: how to mount a snapshot (or anything else) somewhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {

@@ -47,6 +47,9 @@ pub struct ConfigChanges {
     pub volumes: BTreeSet<String>,
     /// The new stop signal (only through `config=`).
     pub stop_signal: Option<String>,
+    /// Fields set on the image config document itself, beside `config` and `rootfs` (not
+    /// from attributes: e.g. an inline build cache).
+    pub document: BTreeMap<String, Value>,
 }
 
 /// The `config=` attribute: the fields of an OCI image config's `config` object that an export
@@ -173,6 +176,9 @@ impl ConfigChanges {
     pub(crate) fn apply(&self, image: &mut Value) {
         if self.is_empty() {
             return;
+        }
+        for (field, value) in &self.document {
+            image[field.as_str()] = value.clone();
         }
         if !image["config"].is_object() {
             image["config"] = json!({});

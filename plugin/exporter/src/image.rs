@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use oxkit_containerd::{
     chain_ids, config_labels, manifest_labels, platform_manifest, rfc3339, Client, Descriptor,
-    Digest, Image, ImageManifest, Labels, Mount,
+    Digest, Image, ImageManifest, Labels, LayerBlob, Mount, LAYER_SOURCE_LABEL,
 };
 use oxkit_layer::{write_layer, Compression, LayerOptions};
 use serde_json::{json, Value};
@@ -334,6 +334,17 @@ impl ImageExporter {
         }
     }
 
+    /// The layer blob of committed `snapshot` with `compression` (and its diff ID): the blob
+    /// it was applied from or an earlier export wrote, if the content store has it, else
+    /// written now ([`Self::build_image`] without `SOURCE_DATE_EPOCH` does the same per layer).
+    pub async fn layer(
+        &self,
+        snapshot: &str,
+        compression: Compression,
+    ) -> Result<(Descriptor, String), ExportError> {
+        self.write_layer(snapshot, compression, None).await
+    }
+
     /// Writes the layer of committed `snapshot` (its upper directory) into the content store.
     async fn write_layer(
         &self,
@@ -342,9 +353,18 @@ impl ImageExporter {
         source_date_epoch: Option<i64>,
     ) -> Result<(Descriptor, String), ExportError> {
         // A committed snapshot never changes, so the blob made for it once (same compression)
-        // serves every later export while the content store still has it.
+        // serves every later export while the content store still has it; so does the blob it
+        // was applied from (a layer imported from a cache), unless times must be clamped.
         let memo_key = layer_memo_label(compression, source_date_epoch);
-        if let Some(hit) = self.memoized_layer(snapshot, &memo_key).await {
+        if let Some(hit) = self
+            .memoized_layer(
+                snapshot,
+                &memo_key,
+                compression,
+                source_date_epoch.is_none(),
+            )
+            .await
+        {
             return Ok(hit);
         }
         let started = std::time::Instant::now();
@@ -357,34 +377,54 @@ impl ImageExporter {
             seconds = started.elapsed().as_secs_f64(),
             "layer written"
         );
-        let memo = Labels::from([(
-            memo_key,
-            format!(
-                "{}|{}|{}|{}",
-                desc.media_type, desc.digest, desc.size, diff_id
-            ),
-        )]);
+        let blob = LayerBlob {
+            descriptor: desc,
+            diff_id,
+        };
+        let memo = Labels::from([(memo_key, blob.to_label())]);
         if let Err(e) = self.client.snapshots().update_labels(snapshot, &memo).await {
             tracing::debug!(snapshot, error = %e, "could not record the layer blob on its snapshot");
         }
-        Ok((desc, diff_id))
+        Ok((blob.descriptor, blob.diff_id))
     }
 
-    /// The blob recorded on `snapshot` by an earlier export, if the content store still has it.
-    async fn memoized_layer(&self, snapshot: &str, key: &str) -> Option<(Descriptor, String)> {
+    /// The blob recorded on `snapshot` by an earlier export (label `key`) or, with
+    /// `source_ok`, the one it was applied from if that has `compression`'s media type — if the
+    /// content store still has it.
+    async fn memoized_layer(
+        &self,
+        snapshot: &str,
+        key: &str,
+        compression: Compression,
+        source_ok: bool,
+    ) -> Option<(Descriptor, String)> {
         let info = self.client.snapshots().stat(snapshot).await.ok()?;
-        let mut parts = info.labels.get(key)?.split('|');
-        let (media_type, digest, size, diff_id) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let digest: Digest = digest.parse().ok()?;
-        let size: u64 = size.parse().ok()?;
-        let stored = self.client.content().info(&digest).await.ok()?;
-        (stored.size == size).then(|| {
-            let mut desc = Descriptor::of_bytes(media_type, &[]);
-            desc.digest = digest;
-            desc.size = size;
-            (desc, diff_id.to_string())
-        })
+        let wanted = compression.media_type();
+        let source = info
+            .labels
+            .get(LAYER_SOURCE_LABEL)
+            .filter(|_| source_ok)
+            .and_then(|v| LayerBlob::from_label(v))
+            .filter(|b| {
+                let m = b.descriptor.media_type.as_str();
+                m == wanted || m == media::docker_layer(wanted)
+            })
+            .map(|mut b| {
+                // The same bytes under either name; the manifest renames as it needs.
+                b.descriptor.media_type = wanted.to_owned();
+                b
+            });
+        let blob = match source {
+            Some(blob) => blob,
+            None => LayerBlob::from_label(info.labels.get(key)?)?,
+        };
+        let stored = self
+            .client
+            .content()
+            .info(&blob.descriptor.digest)
+            .await
+            .ok()?;
+        (stored.size == blob.descriptor.size).then_some((blob.descriptor, blob.diff_id))
     }
 
     async fn write_new_layer(

@@ -31,7 +31,9 @@ pub use local::{unpack_tree, write_tree, LocalExporter};
 pub use oci::{
     ArchiveFormat, BlobSource, OciArchive, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION,
 };
-pub use options::{ImageExportOptions, LocalExportOptions, ManifestOptions, OciExportOptions};
+pub use options::{
+    parse_compression, ImageExportOptions, LocalExportOptions, ManifestOptions, OciExportOptions,
+};
 pub use oxkit_containerd::chain_ids;
 pub use push::{push_image, PushReport};
 pub use spec::ImageConfig;

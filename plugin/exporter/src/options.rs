@@ -277,6 +277,21 @@ fn split_names(value: &str) -> impl Iterator<Item = String> + '_ {
         .map(String::from)
 }
 
+/// The layer compression that attributes `compression` (`gzip`, `zstd`, `uncompressed`;
+/// default gzip) and `compression-level` ask for, as the image exporters read them; errors name
+/// `exporter`.
+pub fn parse_compression(
+    exporter: &'static str,
+    kind: Option<&str>,
+    level: Option<&str>,
+) -> Result<Compression, ExportError> {
+    CompressionOptions {
+        kind: kind.map(str::to_owned),
+        level: level.map(str::to_owned),
+    }
+    .resolve(exporter)
+}
+
 /// `compression` and `compression-level` as given, checked together once both are known.
 #[derive(Default)]
 struct CompressionOptions {

@@ -2,7 +2,7 @@
 //! (asked first, uploaded a few at a time), then the config, then the manifest under the tag.
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use oxkit_containerd::{Client, Descriptor};
+use oxkit_containerd::{distribution_source_label, distribution_sources, Client, Descriptor};
 use oxkit_registry::Registry;
 use serde::Deserialize;
 
@@ -21,6 +21,15 @@ pub struct PushReport {
     pub uploaded_bytes: u64,
     /// Blobs the registry had already (not uploaded).
     pub skipped: usize,
+    /// Blobs mounted from another repository of the same registry (not uploaded).
+    pub mounted: usize,
+}
+
+/// What happened to one blob.
+enum Pushed {
+    Present,
+    Mounted,
+    Uploaded(u64),
 }
 
 #[derive(Deserialize)]
@@ -50,40 +59,81 @@ pub async fn push_image(
         name: reference.to_owned(),
         reason: format!("its manifest {} is not valid: {e}", manifest.digest),
     })?;
+    let (host, repository) = oxkit_registry::host_and_repository(reference)?;
+    let (host, repository) = (host.as_str(), repository.as_str());
     let blobs = doc.layers.into_iter().chain([doc.config]).map(|blob| {
         let reference = reference.to_owned();
         async move {
             let digest = blob.digest.as_str();
             if registry.has_blob(&reference, digest).await? {
                 log(format!("{digest}: already in the registry\n"));
-                return Ok::<_, ExportError>(None);
+                return Ok::<_, ExportError>(Pushed::Present);
             }
-            let data = client
-                .content()
+            // Where else on this registry the blob is known to be (it was pulled or pushed
+            // there): the registry copies it from there without an upload.
+            let content = client.content();
+            let labels = content
+                .info(&blob.digest)
+                .await
+                .map(|info| info.labels)
+                .unwrap_or_default();
+            for from in distribution_sources(&labels, host) {
+                if from != repository && registry.mount_blob(&reference, &from, digest).await? {
+                    log(format!("{digest}: mounted from {from}\n"));
+                    note_source(client, &blob.digest, &labels, host, repository).await;
+                    return Ok(Pushed::Mounted);
+                }
+            }
+            let data = content
                 .read_to_vec(&blob.digest)
                 .await
                 .map_err(ctr(format!("failed to read blob {digest}")))?;
             registry.push_blob(&reference, digest, &data).await?;
             log(format!("{digest}: uploaded {} bytes\n", data.len()));
-            Ok(Some(data.len() as u64))
+            note_source(client, &blob.digest, &labels, host, repository).await;
+            Ok(Pushed::Uploaded(data.len() as u64))
         }
     });
-    let results: Vec<Option<u64>> = futures_util::stream::iter(blobs)
+    let results: Vec<Pushed> = futures_util::stream::iter(blobs)
         .buffer_unordered(UPLOADERS)
         .try_collect()
         .await?;
-    let uploaded: Vec<u64> = results.iter().flatten().copied().collect();
-    let report = PushReport {
-        uploaded: uploaded.len(),
-        uploaded_bytes: uploaded.iter().sum(),
-        skipped: results.len() - uploaded.len(),
-    };
+    let mut report = PushReport::default();
+    for pushed in results {
+        match pushed {
+            Pushed::Present => report.skipped += 1,
+            Pushed::Mounted => report.mounted += 1,
+            Pushed::Uploaded(bytes) => {
+                report.uploaded += 1;
+                report.uploaded_bytes += bytes;
+            }
+        }
+    }
     registry
         .push_manifest(reference, &manifest.media_type, bytes)
         .await?;
     log(format!(
-        "pushed {reference} ({}): {} blobs uploaded ({} bytes), {} already there\n",
-        manifest.digest, report.uploaded, report.uploaded_bytes, report.skipped
+        "pushed {reference} ({}): {} blobs uploaded ({} bytes), {} mounted, {} already there\n",
+        manifest.digest, report.uploaded, report.uploaded_bytes, report.mounted, report.skipped
     ));
     Ok(report)
+}
+
+/// Records on blob `digest` (whose labels were `labels`) that `repository` of `host` has it
+/// now, for later pushes to mount from; best effort.
+async fn note_source(
+    client: &Client,
+    digest: &oxkit_containerd::Digest,
+    labels: &oxkit_containerd::Labels,
+    host: &str,
+    repository: &str,
+) {
+    let label = distribution_source_label(labels, host, repository);
+    if let Err(e) = client
+        .content()
+        .update_labels(digest, &[label].into_iter().collect())
+        .await
+    {
+        tracing::debug!(%digest, error = %e, "could not record where the blob was pushed");
+    }
 }

@@ -317,6 +317,29 @@ impl Registry {
         .await
     }
 
+    /// Asks the registry to mount blob `digest` of repository `from` (on the same registry)
+    /// into `reference`'s repository instead of uploading it; `true` if it did. A registry that
+    /// does not have the blob there (or refuses mounts) answers by opening an upload instead,
+    /// which is left to expire: `false`, and the caller uploads.
+    pub async fn mount_blob(
+        &self,
+        reference: &str,
+        from: &str,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
+        let parsed = parse(reference)?;
+        let host = parsed.registry().to_owned();
+        let source = Reference::with_tag(host.clone(), from.to_owned(), "latest".to_owned());
+        let client = self.authed(&host, &parsed).await.clone();
+        match client.mount_blob(&parsed, &source, digest).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::debug!(reference, from, digest, error = %e, "no cross-repository mount");
+                Ok(false)
+            }
+        }
+    }
+
     /// Uploads manifest (or index) `bytes` of `media_type` as `reference`'s tag.
     pub async fn push_manifest(
         &self,
@@ -400,6 +423,13 @@ fn at_host(parsed: &Reference, host: &str) -> Reference {
         at.set_mirror_registry(host.to_owned());
     }
     at
+}
+
+/// The registry host and repository of `reference` (`host/repo:tag`), as the registry sees
+/// them.
+pub fn host_and_repository(reference: &str) -> Result<(String, String), RegistryError> {
+    let parsed = parse(reference)?;
+    Ok((parsed.registry().to_owned(), parsed.repository().to_owned()))
 }
 
 fn parse(reference: &str) -> Result<Reference, RegistryError> {

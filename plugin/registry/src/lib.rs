@@ -11,6 +11,6 @@ mod client;
 mod config;
 mod error;
 
-pub use client::{Credentials, Manifest, Registry, MANIFEST_MEDIA_TYPES};
+pub use client::{host_and_repository, Credentials, Manifest, Registry, MANIFEST_MEDIA_TYPES};
 pub use config::{is_loopback, RegistryConfig};
 pub use error::RegistryError;

@@ -52,6 +52,7 @@ mod cachekey;
 mod error;
 mod op;
 mod progress;
+mod remote;
 mod solver;
 mod vertex;
 
@@ -62,5 +63,6 @@ pub use cachekey::CacheKey;
 pub use error::{CacheError, OpError, SolveError};
 pub use op::{Attachment, CacheMap, InputKey, Op, OpContext, Output, OutputRef, ResultLoader};
 pub use progress::{Event, EventKind, Stream};
+pub use remote::{KeyedRecord, RemoteCache, RemoteRef};
 pub use solver::{SolveOptions, Solver, SolverConfig};
 pub use vertex::{Edge, Vertex, VertexInfo};

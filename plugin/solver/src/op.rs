@@ -90,6 +90,12 @@ pub trait Op: Send + Sync {
         )
     }
 
+    /// Whether this op's results go into an exported cache. Sources whose results another
+    /// daemon makes as cheaply itself (an image it pulls, a directory its client sends) say no.
+    fn exportable(&self) -> bool {
+        true
+    }
+
     /// Runs the op on its inputs' outputs (one per input, in order) and returns its outputs.
     /// Runs only on a cache miss, at most once at a time per cache key, within the solver's
     /// parallelism limit. On error, nothing is recorded.

@@ -25,6 +25,7 @@ use crate::cachekey::{CacheKey, KeyPart};
 use crate::error::SolveError;
 use crate::op::{Attachment, InputKey, OpContext, OutputRef, ResultLoader, Sessions};
 use crate::progress::{Event, EventKind, Fanout};
+use crate::remote::{KeyedRecord, RemoteRef};
 use crate::vertex::{Edge, Vertex};
 
 /// Settings of a [`Solver`].
@@ -54,6 +55,8 @@ pub struct SolveOptions {
     pub progress: Option<UnboundedSender<Event>>,
     /// What the solve's client lends its ops (see [`OpContext::sessions`]), if anything.
     pub session: Option<Attachment>,
+    /// Records imported from elsewhere, consulted when the local store misses.
+    pub remote: Option<RemoteRef>,
 }
 
 /// Runs build graphs. Cheap to clone; clones share the cache, the in-flight executions and the
@@ -79,6 +82,9 @@ struct Resolved {
 #[derive(Debug)]
 struct KeyInfo {
     key: CacheKey,
+    /// The key by definition of a vertex that keys an input by content (see
+    /// [`crate::RemoteCache::alias`]).
+    definition: Option<CacheKey>,
     /// `no_cache`, the vertex's ignore-cache flag, or an input keyed by cache key that was
     /// forced (its key is unchanged but its result may differ, so dependents must run too).
     forced: bool,
@@ -133,21 +139,74 @@ impl Solver {
         target: &Edge,
         options: SolveOptions,
     ) -> Result<OutputRef, SolveError> {
-        let state = Arc::new(SolveState {
+        let state = self.state(options);
+        let _close = CloseOnDrop(state.clone());
+        state.solve(target).await
+    }
+
+    /// [`Self::solve`], and then the record in the local store of every vertex of the graph
+    /// whose op is [exportable](crate::Op::exportable), targets first: what a cache export
+    /// writes. A vertex the solve never resolved (a dependent was cached) is keyed now; one
+    /// that cannot be keyed or has no record is left out.
+    pub async fn solve_keyed(
+        &self,
+        target: &Edge,
+        options: SolveOptions,
+    ) -> Result<(OutputRef, Vec<KeyedRecord>), SolveError> {
+        let state = self.state(options);
+        let _close = CloseOnDrop(state.clone());
+        let output = state.solve(target).await?;
+        let mut records = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack = vec![target.vertex.clone()];
+        while let Some(vertex) = stack.pop() {
+            if !seen.insert(vertex.digest.clone()) {
+                continue;
+            }
+            stack.extend(vertex.inputs.iter().map(|e| e.vertex.clone()));
+            if !vertex.op.exportable() {
+                continue;
+            }
+            let key = match state.key(&vertex).await {
+                Ok(key) => key,
+                Err(e) => {
+                    tracing::warn!(vertex = %vertex.info(), error = %e.chain(), "cannot key the vertex for the cache export; left out");
+                    continue;
+                }
+            };
+            let store = self.inner.store.clone();
+            let k = key.key.clone();
+            match tokio::task::spawn_blocking(move || store.lookup(&k)).await {
+                Ok(Ok(Some(record))) => records.push(KeyedRecord {
+                    vertex: vertex.info(),
+                    key: key.key.clone(),
+                    definition_key: key.definition.clone(),
+                    outputs: record.outputs,
+                }),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(vertex = %vertex.info(), error = %e, "cache lookup failed; left out of the export")
+                }
+                Err(e) => {
+                    tracing::warn!(vertex = %vertex.info(), error = %e, "cache lookup failed; left out of the export")
+                }
+            }
+        }
+        Ok((output, records))
+    }
+
+    fn state(&self, options: SolveOptions) -> Arc<SolveState> {
+        Arc::new(SolveState {
             inner: self.inner.clone(),
             no_cache: options.no_cache,
             progress: options.progress,
             session: options.session,
+            remote: options.remote,
             closed: AtomicBool::new(false),
             keys: Mutex::new(HashMap::new()),
             results: Mutex::new(HashMap::new()),
             visited: Mutex::new(HashSet::new()),
-        });
-        let _close = CloseOnDrop(state.clone());
-        let resolved = state.result(&target.vertex).await?;
-        let output = output_of(&target.vertex, &resolved, target.index)?;
-        state.report_unvisited(&target.vertex);
-        Ok(output)
+        })
     }
 }
 
@@ -159,6 +218,7 @@ struct SolveState {
     no_cache: bool,
     progress: Option<UnboundedSender<Event>>,
     session: Option<Attachment>,
+    remote: Option<RemoteRef>,
     closed: AtomicBool,
     keys: Mutex<HashMap<String, SharedKey>>,
     results: Mutex<HashMap<String, SharedResolve>>,
@@ -179,6 +239,13 @@ impl Drop for CloseOnDrop {
 }
 
 impl SolveState {
+    async fn solve(self: &Arc<Self>, target: &Edge) -> Result<OutputRef, SolveError> {
+        let resolved = self.result(&target.vertex).await?;
+        let output = output_of(&target.vertex, &resolved, target.index)?;
+        self.report_unvisited(&target.vertex);
+        Ok(output)
+    }
+
     fn memo<T: Clone>(
         &self,
         map: &Mutex<HashMap<String, T>>,
@@ -225,7 +292,29 @@ impl SolveState {
                 described: map.inputs.len(),
             });
         }
-        let parts = try_join_all(vertex.inputs.iter().enumerate().map(|(i, edge)| {
+        let by_content = map.inputs.contains(&InputKey::Content);
+        // With an input keyed by content, the key by definition (every input by its key)
+        // matches another daemon's record without resolving that input: with imported
+        // records it is looked up first. That waits for the inputs' keys before any content
+        // is resolved, so without imports it is computed beside the content parts instead.
+        let mut definition = None;
+        if by_content && self.remote.is_some() {
+            let (key, forced) = self.definition_key(&vertex, &map.digest).await?;
+            let alias = match &self.remote {
+                Some(remote) if !forced => remote.0.alias(&key),
+                _ => None,
+            };
+            if let Some(alias) = alias {
+                tracing::debug!(vertex = %vertex.info(), key = %alias, "cache key from an imported record");
+                return Ok(Arc::new(KeyInfo {
+                    key: alias,
+                    definition: Some(key),
+                    forced,
+                }));
+            }
+            definition = Some(key);
+        }
+        let parts_of = try_join_all(vertex.inputs.iter().enumerate().map(|(i, edge)| {
             let how = map.inputs.get(i).copied().unwrap_or_default();
             let (this, ctx, vertex) = (&self, &ctx, &vertex);
             async move {
@@ -254,14 +343,46 @@ impl SolveState {
                     }
                 }
             }
-        }))
-        .await?;
+        }));
+        let parts = if by_content && definition.is_none() {
+            let (parts, (key, _)) =
+                futures_util::future::try_join(parts_of, self.definition_key(&vertex, &map.digest))
+                    .await?;
+            definition = Some(key);
+            parts
+        } else {
+            parts_of.await?
+        };
         let forced =
             self.no_cache || vertex.ignore_cache || parts.iter().any(|(_, forced)| *forced);
         let parts: Vec<KeyPart> = parts.into_iter().map(|(part, _)| part).collect();
         let key = CacheKey::compute(&map.digest, &parts);
         tracing::debug!(vertex = %vertex.info(), %key, forced, "cache key");
-        Ok(Arc::new(KeyInfo { key, forced }))
+        Ok(Arc::new(KeyInfo {
+            key,
+            definition,
+            forced,
+        }))
+    }
+
+    /// The key by definition of `vertex` (op digest `digest`): its inputs all by their keys
+    /// (see [`crate::RemoteCache::alias`]), and whether one of them is forced.
+    async fn definition_key(
+        self: &Arc<Self>,
+        vertex: &Arc<Vertex>,
+        digest: &str,
+    ) -> Result<(CacheKey, bool), SolveError> {
+        let inputs = try_join_all(vertex.inputs.iter().map(|edge| async move {
+            let input = self.key(&edge.vertex).await?;
+            Ok::<_, SolveError>((KeyPart::Key(input.key.clone(), edge.index), input.forced))
+        }))
+        .await?;
+        let forced = self.no_cache || vertex.ignore_cache || inputs.iter().any(|(_, f)| *f);
+        let parts: Vec<KeyPart> = inputs.into_iter().map(|(part, _)| part).collect();
+        Ok((
+            CacheKey::compute(&format!("{digest}\0by-definition"), &parts),
+            forced,
+        ))
     }
 
     async fn resolve(self: Arc<Self>, vertex: Arc<Vertex>) -> ResolveResult {
@@ -337,6 +458,14 @@ impl SolveState {
             if let Some(outputs) = inner.lookup(&key.key, &vertex).await {
                 progress.emit(EventKind::Cached);
                 return Ok(Arc::new(Resolved { outputs }));
+            }
+            if let Some(remote) = &self.remote {
+                let ctx = OpContext::new(vertex.info(), progress.clone(), sessions.clone());
+                if let Some(outputs) = remote.0.load(&key.key, &ctx).await {
+                    inner.record(&key.key, &vertex, &outputs).await;
+                    progress.emit(EventKind::Cached);
+                    return Ok(Arc::new(Resolved { outputs }));
+                }
             }
         }
 

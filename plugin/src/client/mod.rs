@@ -80,6 +80,9 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// A `--export-cache` or `--import-cache` is malformed.
+    #[error("{0}")]
+    Cache(String),
     /// A `--secret` is malformed, or its value cannot be read.
     #[error("secret {spec}: {reason}")]
     Secret {
@@ -139,6 +142,68 @@ pub struct SolveOptions {
     pub frontend: String,
     /// The frontend's options (`filename`, `target`, `build-arg:NAME`, …).
     pub frontend_attrs: BTreeMap<String, String>,
+    /// Cache exports (`--export-cache`): type and attributes each.
+    pub cache_exports: Vec<CacheEntry>,
+    /// Cache imports (`--import-cache`).
+    pub cache_imports: Vec<CacheEntry>,
+}
+
+/// One `--export-cache` or `--import-cache`: a type and its attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// `registry`, `local` or `inline`.
+    pub kind: String,
+    /// Its attributes (`ref=`, `dest=`, `src=`, `mode=`, …).
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl CacheEntry {
+    /// Parses buildctl's `type=T,k=v,…`; a bare `REF` is `type=registry,ref=REF`. A relative
+    /// `dest=` or `src=` (of a local cache) is made absolute here: the daemon reads and writes
+    /// it, on this host.
+    pub fn parse(spec: &str) -> Result<Self, ClientError> {
+        let mut entry = CacheEntry::default();
+        if !spec.contains('=') {
+            entry.kind = "registry".into();
+            entry.attrs.insert("ref".into(), spec.to_owned());
+            return Ok(entry);
+        }
+        for field in spec.split(',') {
+            let (k, v) = field.split_once('=').ok_or_else(|| {
+                ClientError::Cache(format!(
+                    "cache option {field:?} in {spec:?} is not key=value"
+                ))
+            })?;
+            if k == "type" {
+                entry.kind = v.to_owned();
+            } else {
+                let v = match k {
+                    "dest" | "src" if !v.is_empty() => std::path::absolute(v)
+                        .map_err(|e| ClientError::Cache(format!("cache option {k}={v:?}: {e}")))?
+                        .display()
+                        .to_string(),
+                    _ => v.to_owned(),
+                };
+                entry.attrs.insert(k.to_owned(), v);
+            }
+        }
+        if entry.kind.is_empty() {
+            return Err(ClientError::Cache(format!(
+                "cache option {spec:?} has no type= (registry, local or inline)"
+            )));
+        }
+        Ok(entry)
+    }
+}
+
+fn cache_entries(entries: Vec<CacheEntry>) -> Vec<proto::CacheOptionsEntry> {
+    entries
+        .into_iter()
+        .map(|e| proto::CacheOptionsEntry {
+            r#type: e.kind,
+            attrs: e.attrs.into_iter().collect(),
+        })
+        .collect()
 }
 
 /// Vertex states as the daemon reports them.
@@ -286,6 +351,8 @@ impl BuildClient {
             session_id: options.session_id,
             frontend: options.frontend,
             frontend_attrs: options.frontend_attrs.into_iter().collect(),
+            cache_exports: cache_entries(options.cache_exports),
+            cache_imports: cache_entries(options.cache_imports),
         };
         let stream = self.inner.solve(request).await?.into_inner();
         Ok(stream.filter_map(|event| match event {

@@ -11,6 +11,7 @@ mod base;
 mod cache;
 mod export;
 mod frontend;
+mod remote;
 mod resolve;
 pub mod session;
 
@@ -326,6 +327,13 @@ impl Control for ControlService {
         };
         let attrs: BTreeMap<String, String> = r.exporter_attrs.into_iter().collect();
         let mut export = parse_export(&r.exporter, &attrs)?;
+        let caches = remote::CacheJob::parse(&r.cache_exports, &r.cache_imports)?;
+        if caches.inline() && !matches!(export, Export::Image(_) | Export::Oci(_)) {
+            return Err(Status::invalid_argument(
+                "--export-cache type=inline puts the cache in the image's config: it needs an \
+                 image output (type=image, registry, oci or docker)",
+            ));
+        }
         if let Some(epoch) = frontend
             .as_ref()
             .map(frontend::DockerfileRequest::source_date_epoch)
@@ -378,14 +386,14 @@ impl Control for ControlService {
         let options = SolveOptions {
             no_cache: r.no_cache,
             session: session.map(Attachment::new),
-            progress: None,
+            ..Default::default()
         };
         let root = self.config.root.clone();
         tokio::spawn(async move {
             // A client that goes away cancels its build (the steps only it waits for stop; a step
             // another build shares goes on for that one).
             let result = tokio::select! {
-                result = build(&backend, &edge, options, ExportJob { export, base, sessions }, &root, &tx) => result,
+                result = build(&backend, &edge, options, ExportJob { export, base, sessions, caches }, &root, &tx) => result,
                 () = tx.closed() => {
                     tracing::info!("the client went away; its build is cancelled");
                     return;
@@ -473,6 +481,60 @@ struct ExportJob {
     export: Export,
     base: Base,
     sessions: Vec<SessionRef>,
+    caches: remote::CacheJob,
+}
+
+/// A progress step of the daemon's own (an export, a cache import), not an op's.
+struct Step {
+    digest: String,
+    name: String,
+}
+
+impl Step {
+    fn new(digest: impl Into<String>, name: impl Into<String>) -> Self {
+        Step {
+            digest: digest.into(),
+            name: name.into(),
+        }
+    }
+
+    async fn status(&self, tx: &Events, state: proto::vertex_status::State, error: &str) {
+        let event = proto::solve_event::Event::Vertex(proto::VertexStatus {
+            digest: self.digest.clone(),
+            name: self.name.clone(),
+            state: state as i32,
+            time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+            error: error.to_owned(),
+        });
+        let _ = tx.send(Ok(event.into())).await;
+    }
+
+    async fn started(&self, tx: &Events) {
+        self.status(tx, proto::vertex_status::State::Started, "")
+            .await
+    }
+
+    async fn completed(&self, tx: &Events) {
+        self.status(tx, proto::vertex_status::State::Completed, "")
+            .await
+    }
+
+    async fn failed(&self, tx: &Events, error: &str) {
+        self.status(tx, proto::vertex_status::State::Failed, error)
+            .await
+    }
+
+    /// A line of the step's output, best effort: a full channel or a client that went away
+    /// drops it.
+    fn log(&self, tx: &Events, line: String) {
+        let log = proto::solve_event::Event::Log(proto::VertexLog {
+            digest: self.digest.clone(),
+            stream: 2,
+            data: line.into_bytes(),
+            time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        });
+        let _ = tx.try_send(Ok(log.into()));
+    }
 }
 
 /// What the result's image config starts from.
@@ -504,58 +566,66 @@ async fn build(
             }
         })
     };
-    let solved = backend
-        .solver
-        .solve(
-            edge,
-            SolveOptions {
-                progress: Some(ptx),
-                ..solve_options
-            },
-        )
-        .await;
+    let remote = match job.caches.imports.as_slice() {
+        [] => None,
+        imports => remote::open_imports(&backend.worker, imports, &job.sessions, tx).await,
+    };
+    let solve_options = SolveOptions {
+        progress: Some(ptx),
+        remote,
+        ..solve_options
+    };
+    let solved = if job.caches.exports_any() {
+        backend.solver.solve_keyed(edge, solve_options).await
+    } else {
+        backend
+            .solver
+            .solve(edge, solve_options)
+            .await
+            .map(|output| (output, Vec::new()))
+    };
     let _ = forward.await;
-    let output = solved.map_err(|e| Status::aborted(e.chain()))?;
+    let (output, records) = solved.map_err(|e| Status::aborted(e.chain()))?;
     let top = SnapshotRef::from_output(&output)
         .ok_or_else(|| Status::internal("the build result is not a snapshot"))?
         .name()
         .to_string();
-    let Some(name) = job.export.progress_name() else {
-        return Ok(BTreeMap::new());
-    };
-    // The export shows as one more step, as in BuildKit.
-    let status = |state: proto::vertex_status::State, error: String| {
-        Ok(proto::SolveEvent {
-            event: Some(proto::solve_event::Event::Vertex(proto::VertexStatus {
-                digest: EXPORT_VERTEX.into(),
-                name: name.into(),
-                state: state as i32,
-                time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
-                error,
-            })),
-        })
-    };
-    let _ = tx
-        .send(status(proto::vertex_status::State::Started, String::new()))
-        .await;
-    let exported = export_result(backend, &top, job, root, tx).await;
-    let _ = match &exported {
-        Ok(_) => {
-            tx.send(status(
-                proto::vertex_status::State::Completed,
-                String::new(),
-            ))
-            .await
-        }
-        Err(e) => {
-            tx.send(status(
-                proto::vertex_status::State::Failed,
-                e.message().to_owned(),
-            ))
-            .await
+    let scratch = root.join("worker");
+    let mut job = job;
+    if job.caches.inline() {
+        let (field, value) =
+            remote::inline_field(&backend.worker, &scratch, &records, &top).await?;
+        match &mut job.export {
+            Export::Image(o) => o.config.document.insert(field, value),
+            Export::Oci(o) => o.config.document.insert(field, value),
+            Export::None | Export::Local(_) => None,
+        };
+    }
+    let exports = std::mem::take(&mut job.caches.exports);
+    let sessions = job.sessions.clone();
+    let mut response = match job.export.progress_name() {
+        None => BTreeMap::new(),
+        Some(name) => {
+            // The export shows as one more step, as in BuildKit.
+            let step = Step::new(EXPORT_VERTEX, name);
+            step.started(tx).await;
+            let exported = export_result(backend, &top, job, root, tx).await;
+            match &exported {
+                Ok(_) => step.completed(tx).await,
+                Err(e) => step.failed(tx, e.message()).await,
+            }
+            exported?
         }
     };
-    exported
+    let solved = remote::Solved {
+        worker: &backend.worker,
+        scratch: &scratch,
+        records: &records,
+        top: &top,
+        sessions: &sessions,
+    };
+    remote::export_caches(&solved, &exports, tx, &mut response).await?;
+    Ok(response)
 }
 
 /// Where a push of image `name` goes: the name normalized as image references are
@@ -568,16 +638,9 @@ fn push_reference(name: &str) -> Result<ImageRef, Status> {
 /// The progress vertex of the export (not an op's digest).
 const EXPORT_VERTEX: &str = "export";
 
-/// A line of the export step's output (what a push did), best effort: a full channel or a client
-/// that went away drops it.
+/// A line of the export step's output (what a push did), best effort.
 fn export_log(tx: &Events, line: String) {
-    let log = proto::solve_event::Event::Log(proto::VertexLog {
-        digest: EXPORT_VERTEX.into(),
-        stream: 2,
-        data: line.into_bytes(),
-        time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
-    });
-    let _ = tx.try_send(Ok(log.into()));
+    Step::new(EXPORT_VERTEX, "").log(tx, line)
 }
 
 /// Exports snapshot `top` as `export` says; returns the exporter's response.
@@ -596,6 +659,7 @@ async fn export_result(
         export,
         base,
         sessions,
+        caches: _,
     } = job;
     match export {
         Export::None => {}
@@ -628,9 +692,11 @@ async fn export_result(
                     .map_err(export_failed)?;
                     total.uploaded += report.uploaded;
                     total.skipped += report.skipped;
+                    total.mounted += report.mounted;
                 }
                 response.insert("image.push.uploaded".into(), total.uploaded.to_string());
                 response.insert("image.push.skipped".into(), total.skipped.to_string());
+                response.insert("image.push.mounted".into(), total.mounted.to_string());
             }
             response.insert(
                 "containerd.image.digest".into(),

@@ -172,6 +172,11 @@ impl Op for GitSourceOp {
     /// Resolves the ref (asking the remote unless it is a commit hash). The key is the commit
     /// and what changes the checkout: the subdirectory, whether `.git` is kept (and then the
     /// redacted URL and the ref, which `.git` records), and whether submodules are skipped.
+    /// Not exported with the cache: another daemon fetches the commit itself.
+    fn exportable(&self) -> bool {
+        false
+    }
+
     async fn cache_map(&self, ctx: &OpContext) -> Result<CacheMap, OpError> {
         let remote = self.remote(ctx).await?;
         let resolved = self.resolve(&remote).await?;

@@ -167,6 +167,11 @@ impl Op for HttpSourceOp {
     /// With `http.checksum`: the key is the checksum, file name, mode and owner, and nothing is
     /// fetched. Without: downloads (or revalidates) the URL and keys on the content's digest,
     /// the file name, Last-Modified, mode and owner.
+    /// Not exported with the cache: another daemon downloads the file itself.
+    fn exportable(&self) -> bool {
+        false
+    }
+
     async fn cache_map(&self, ctx: &OpContext) -> Result<CacheMap, OpError> {
         if let Some(checksum) = &self.source.checksum {
             let key = cache_digest(&self.source, &self.file_name(None), checksum, None);

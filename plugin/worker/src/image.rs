@@ -6,15 +6,14 @@
 pub use oxkit_containerd::chain_ids;
 use std::sync::Arc;
 
-use oxkit_containerd::{platform_manifest, Descriptor, Image, ImageManifest, Labels};
+use oxkit_containerd::{platform_manifest, Descriptor, Image, ImageManifest, LayerBlob};
 use oxkit_llb::op::Platform;
 use oxkit_llb::source::{ImageRef, ResolveMode};
 use oxkit_llb::ImageRunConfig;
 use oxkit_solver::{CacheMap, Op, OpContext, OpError, OutputRef, Stream};
 use serde::Deserialize;
 
-use crate::error::{bad_image, Context as _, WorkerError};
-use crate::names::unique;
+use crate::error::{bad_image, WorkerError};
 use crate::session::{sessions, SessionRef};
 use crate::worker::{SnapshotRef, Worker};
 
@@ -225,64 +224,15 @@ impl ImageSourceOp {
             })
             .await
     }
-
-    /// Makes sure committed snapshot `chain` exists: reuses it, or applies `layer` on `parent`.
-    async fn ensure_layer(
-        &self,
-        chain: &str,
-        parent: Option<&str>,
-        layer: &Descriptor,
-    ) -> Result<(), WorkerError> {
-        let snapshots = self.worker.client().snapshots();
-        match snapshots.stat(chain).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_not_found() => {}
-            Err(source) => {
-                return Err(WorkerError::Containerd {
-                    action: format!("look up layer snapshot {chain}"),
-                    source,
-                })
-            }
-        }
-        // containerd's unpacker names its work `extract-<random> <chainID>`; so do we.
-        let key = format!("{} {chain}", unique("extract"));
-        let mounts = snapshots
-            .prepare(&key, parent, &Labels::new())
-            .await
-            .doing(|| format!("prepare a snapshot for layer {}", layer.digest))?;
-        let applied = async {
-            self.worker
-                .client()
-                .diff()
-                .apply(layer, &mounts)
-                .await
-                .doing(|| format!("apply layer {} of image {}", layer.digest, self.image))?;
-            snapshots
-                .commit(chain, &key, &Labels::new())
-                .await
-                .map_err(|source| WorkerError::Containerd {
-                    action: format!("commit layer snapshot {chain}"),
-                    source,
-                })
-        }
-        .await;
-        match applied {
-            Ok(()) => Ok(()),
-            // Another build applied the same layer meanwhile: use theirs.
-            Err(WorkerError::Containerd { source, .. }) if source.is_already_exists() => {
-                let _ = snapshots.remove(&key).await;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = snapshots.remove(&key).await;
-                Err(e)
-            }
-        }
-    }
 }
 
 #[async_trait::async_trait]
 impl Op for ImageSourceOp {
+    /// Not exported with the cache: another daemon pulls the image itself.
+    fn exportable(&self) -> bool {
+        false
+    }
+
     async fn cache_map(&self, ctx: &OpContext) -> Result<CacheMap, OpError> {
         let resolved = self.resolved(ctx).await?;
         Ok(CacheMap::new(format!(
@@ -301,8 +251,22 @@ impl Op for ImageSourceOp {
             .into());
         }
         let mut parent: Option<&str> = None;
-        for (chain, layer) in chains.iter().zip(&resolved.manifest.layers) {
-            self.ensure_layer(chain, parent, layer).await?;
+        let what = format!("image {}", self.image);
+        for ((chain, layer), diff_id) in chains
+            .iter()
+            .zip(&resolved.manifest.layers)
+            .zip(&resolved.config.diff_ids)
+        {
+            let blob = LayerBlob {
+                descriptor: layer.clone(),
+                diff_id: diff_id.clone(),
+            };
+            // The image's blobs are in the store: resolving pulled what was missing.
+            self.worker
+                .unpack_layer(chain, parent, &blob, &what, async {
+                    Ok::<_, WorkerError>(())
+                })
+                .await?;
             parent = Some(chain);
         }
         let top = chains.last().expect("not empty").clone();

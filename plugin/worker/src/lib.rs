@@ -27,6 +27,7 @@ mod session;
 mod shim;
 mod stubs;
 mod tail;
+mod unpack;
 mod user;
 mod worker;
 
@@ -38,7 +39,7 @@ pub use http::HttpSourceOp;
 pub use image::{chain_ids, ImageConfig, ImageSourceOp, ResolvedImage};
 pub use local::{LocalSourceError, LocalSourceOp};
 pub use merge::{merge_cache_map, MergeOp};
-pub use pull::{log_pull, PullReport};
+pub use pull::{log_pull, source_labels, PullReport};
 pub use session::{registry_credentials, sessions, ClientSession, SessionError, SessionRef};
 pub use user::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
 pub use worker::{OpFor, SnapshotRef, Worker, WorkerOptions};

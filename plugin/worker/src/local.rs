@@ -280,6 +280,11 @@ const MAX_DEPTH: u32 = 16;
 
 #[async_trait::async_trait]
 impl Op for LocalSourceOp {
+    /// Not exported with the cache: another daemon's client sends its own directory.
+    fn exportable(&self) -> bool {
+        false
+    }
+
     async fn cache_map(&self, ctx: &OpContext) -> Result<CacheMap, OpError> {
         let (_, key, digest) = self.sync(ctx).await?;
         let map = CacheMap::new(format!("oxkit.local.v1:{digest}"));

@@ -6,8 +6,8 @@
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use oxkit_containerd::{
-    chain_ids, config_labels, index_entry, index_labels, is_index, manifest_labels,
-    ContainerdError, Descriptor, Digest, Image, Labels,
+    chain_ids, config_labels, distribution_source_label, index_entry, index_labels, is_index,
+    manifest_labels, ContainerdError, Descriptor, Digest, Image, Labels,
 };
 use oxkit_llb::op::Platform;
 use oxkit_llb::source::ImageRef;
@@ -135,11 +135,14 @@ impl Worker {
             ))
         })?;
         let chains = chain_ids(&config.rootfs.diff_ids);
+        // Where the blobs came from, for a later push to mount them from there.
+        let source = source_labels(&reference);
+        let source = &source;
 
         let fetches = doc.layers.clone().into_iter().map(|layer| {
             let reference = reference.clone();
             async move {
-                self.ensure_blob(registry, &reference, &layer, Labels::new())
+                self.ensure_blob(registry, &reference, &layer, source.clone())
                     .await
             }
         });
@@ -159,7 +162,10 @@ impl Worker {
                 &doc.config.media_type,
                 Some((&doc.config.digest, doc.config.size)),
                 config_bytes.as_slice(),
-                &config_labels(chains.last()),
+                &config_labels(chains.last())
+                    .into_iter()
+                    .chain(source.clone())
+                    .collect(),
             )
             .await
             .doing(|| {
@@ -217,7 +223,7 @@ impl Worker {
     /// Makes sure blob `desc` of `reference` is in the content store: `None` if it was there,
     /// else its size once fetched (streamed from the registry into containerd, which checks the
     /// digest at commit, as the registry client does at the end of the stream).
-    async fn ensure_blob(
+    pub async fn ensure_blob(
         &self,
         registry: &Registry,
         reference: &str,
@@ -269,6 +275,21 @@ impl Worker {
             .doing(|| format!("write the manifest {} of image {reference}", desc.digest))
             .map(drop)
     }
+}
+
+/// The distribution-source label of blobs fetched for `reference` (none if it does not parse).
+pub fn source_labels(reference: &str) -> Labels {
+    oxkit_registry::host_and_repository(reference)
+        .map(|(host, repository)| {
+            [distribution_source_label(
+                &Labels::new(),
+                &host,
+                &repository,
+            )]
+            .into_iter()
+            .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The descriptor of a fetched manifest or index.

@@ -14,6 +14,7 @@ use crate::cache::{MemoryCacheStore, RedbCacheStore};
 use crate::error::OpError;
 use crate::op::{CacheMap, InputKey, Op, Output, ResultLoader};
 use crate::progress::Stream;
+use crate::remote::RemoteRef;
 
 /// A number the world produced, identified like a snapshot.
 #[derive(Debug)]
@@ -294,7 +295,7 @@ async fn solve_opts(solver: &Solver, root: &Arc<Vertex>, no_cache: bool) -> Outc
     let options = SolveOptions {
         no_cache,
         progress: Some(tx),
-        session: None,
+        ..Default::default()
     };
     let result = solver.solve(&Edge::new(root.clone(), 0), options).await;
     let mut events = Vec::new();
@@ -802,4 +803,121 @@ async fn keying_errors_name_the_vertex() {
         assert!(err.to_string().contains(message), "{err}");
         assert_eq!(err.op_error().map(|e| e.to_string()).as_deref(), cause);
     }
+}
+
+/// Another daemon's records: values by key, and the aliases of keys by definition.
+#[derive(Default)]
+struct Imported {
+    world: Arc<World>,
+    values: HashMap<CacheKey, Vec<i64>>,
+    aliases: HashMap<CacheKey, CacheKey>,
+    /// Keys loaded, in order.
+    loads: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl crate::RemoteCache for Imported {
+    fn alias(&self, definition_key: &CacheKey) -> Option<CacheKey> {
+        self.aliases.get(definition_key).cloned()
+    }
+
+    async fn load(&self, key: &CacheKey, ctx: &OpContext) -> Option<Vec<OutputRef>> {
+        let values = self.values.get(key)?;
+        self.loads.lock().unwrap().push(ctx.vertex().name.clone());
+        Some(values.iter().map(|v| self.world.produce(*v)).collect())
+    }
+}
+
+#[tokio::test]
+async fn imported_records_are_loaded_top_down_and_kept_locally() {
+    // Daemon A builds and lists what it would export.
+    let (world_a, g) = world();
+    let solver_a = solver(&world_a);
+    let c = g.v("c", Kind::Const(17), &[]);
+    let d = g.v("digit", Kind::LastDigit, &[&c]);
+    let e = g.v("digit+1", Kind::Add(1), &[&d]);
+    let (output, records) = solver_a
+        .solve_keyed(&Edge::new(e.clone(), 0), SolveOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(value(&output), 8);
+    let names: Vec<&str> = records.iter().map(|r| r.vertex.name.as_str()).collect();
+    assert_eq!(names, ["digit+1", "digit", "c"]);
+    assert!(records[1].definition_key.is_some() && records[0].definition_key.is_none());
+    let stored = world_a.stored.lock().unwrap().clone();
+
+    // Daemon B, with an empty store, imports them.
+    let world_b = Arc::new(World::default());
+    let mut imported = Imported {
+        world: world_b.clone(),
+        ..Default::default()
+    };
+    for r in &records {
+        let values = r.outputs.iter().map(|id| stored[id]).collect();
+        imported.values.insert(r.key.clone(), values);
+        if let Some(definition) = &r.definition_key {
+            imported.aliases.insert(definition.clone(), r.key.clone());
+        }
+    }
+    let imported = Arc::new(imported);
+    let solver_b = solver(&world_b);
+    let g_b = Graph {
+        world: world_b.clone(),
+    };
+    let c = g_b.v("c", Kind::Const(17), &[]);
+    let d = g_b.v("digit", Kind::LastDigit, &[&c]);
+    let e = g_b.v("digit+1", Kind::Add(1), &[&d]);
+    let options = || SolveOptions {
+        remote: Some(RemoteRef(imported.clone())),
+        ..Default::default()
+    };
+    let output = solver_b
+        .solve(&Edge::new(e.clone(), 0), options())
+        .await
+        .unwrap();
+    assert_eq!(value(&output), 8);
+    // Nothing ran, and only the target was loaded: the content-keyed step was matched by its
+    // key by definition, without loading its input.
+    assert!(world_b.execs().is_empty());
+    assert_eq!(*imported.loads.lock().unwrap(), ["digit+1"]);
+
+    // The loaded record is now local: no load the second time.
+    let output = solver_b
+        .solve(&Edge::new(e.clone(), 0), options())
+        .await
+        .unwrap();
+    assert_eq!(value(&output), 8);
+    assert_eq!(imported.loads.lock().unwrap().len(), 1);
+
+    // Without the import, a third daemon runs everything.
+    let world_c = Arc::new(World::default());
+    let g_c = Graph {
+        world: world_c.clone(),
+    };
+    let c = g_c.v("c", Kind::Const(17), &[]);
+    let d = g_c.v("digit", Kind::LastDigit, &[&c]);
+    let e = g_c.v("digit+1", Kind::Add(1), &[&d]);
+    solve(&solver(&world_c), &e).await.value();
+    assert_eq!(world_c.take_execs(), sorted(&["c", "digit", "digit+1"]));
+}
+
+#[tokio::test]
+async fn an_unusable_import_is_a_miss() {
+    let (world, g) = world();
+    let imported = Arc::new(Imported {
+        world: world.clone(),
+        ..Default::default()
+    });
+    let x = g.v("x", Kind::Const(2), &[]);
+    let y = g.v("x+1", Kind::Add(1), &[&x]);
+    let options = SolveOptions {
+        remote: Some(RemoteRef(imported.clone())),
+        ..Default::default()
+    };
+    let output = solver(&world)
+        .solve(&Edge::new(y, 0), options)
+        .await
+        .unwrap();
+    assert_eq!(value(&output), 3);
+    assert_eq!(world.take_execs(), sorted(&["x", "x+1"]));
 }
