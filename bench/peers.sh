@@ -50,7 +50,9 @@ bench_setup() {
 
   cargo build --release --locked -q -p oxkit-cmd -p oxkit-bench -p oxkit-integration \
     --bin oxkitd --bin oxctl --bin llbgen --bin oxkit-mkimage
-  BIN=$PWD/target/release
+  # Where cargo put them: CARGO_TARGET_DIR when set (relative to here, as cargo takes it).
+  BIN=${CARGO_TARGET_DIR:-target}/release
+  [[ $BIN == /* ]] || BIN=$PWD/$BIN
   # containerd + oxkitd private to $WORK (torn down by stop_daemons, from bench_cleanup).
   source .ci/daemons.sh
   start_daemons "$BIN"

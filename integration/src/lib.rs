@@ -13,6 +13,7 @@ mod mounts;
 mod oci_tree;
 mod prereq;
 mod process;
+mod proxy;
 mod registry;
 mod wait;
 
@@ -25,6 +26,7 @@ pub use oci_tree::{
     oci_to_docker_archive, read_docker_archive, read_oci_archive, Node, OciImage, OciReadError,
 };
 pub use prereq::{missing_prerequisites, Prerequisite};
+pub use proxy::CuttingProxy;
 pub use registry::{Registry, REGISTRY_PASSWORD, REGISTRY_USER};
 pub use wait::eventually;
 

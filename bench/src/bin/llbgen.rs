@@ -15,11 +15,16 @@
 //! `llbgen git --url URL#REF` writes the definition of `bench/git.sh`: the checkout of `REF`
 //! (branch, tag or commit) of the repository at `URL` and nothing else, ready for
 //! `| oxctl build --output type=local,dest=…`.
+//!
+//! `llbgen pull --image REF` writes the definition of `bench/registry.sh`: the image alone, with
+//! resolve mode `pull` (always asked from its registry; the blobs the store lacks fetched, the
+//! layers applied into snapshots), ready for `| oxctl build` without an output.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use oxkit_llb::{CopyOptions, FileActions};
+use oxkit_llb::source::ResolveMode;
+use oxkit_llb::{CopyOptions, FileActions, ImageOptions};
 
 fn main() -> ExitCode {
     match run() {
@@ -34,7 +39,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().ok_or(
-        "usage: llbgen llb|dockerfile|copy-context|git [--steps N] [--image REF] [--url URL#REF]",
+        "usage: llbgen llb|dockerfile|copy-context|git|pull [--steps N] [--image REF] [--url URL#REF]",
     )?;
     let (mut steps, mut image) = (1usize, "docker.io/library/busybox:bench".to_string());
     let mut url = None;
@@ -94,9 +99,19 @@ fn run() -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             out.write_all(&def.to_bytes()).map_err(|e| e.to_string())?;
         }
+        "pull" => {
+            let options = ImageOptions {
+                resolve_mode: ResolveMode::ForcePull,
+                ..Default::default()
+            };
+            let def = oxkit_llb::image_with(&image, options)
+                .marshal()
+                .map_err(|e| e.to_string())?;
+            out.write_all(&def.to_bytes()).map_err(|e| e.to_string())?;
+        }
         other => {
             return Err(format!(
-                "unknown mode {other:?}; expected llb, dockerfile, copy-context or git"
+                "unknown mode {other:?}; expected llb, dockerfile, copy-context, git or pull"
             ))
         }
     }

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use oxkit_integration::{
-    busybox_image, read_oci_archive, BuiltImage, Fixture, Registry, TestResult, REGISTRY_PASSWORD,
-    REGISTRY_USER,
+    busybox_image, read_oci_archive, BuiltImage, CuttingProxy, Fixture, Registry, TestResult,
+    REGISTRY_PASSWORD, REGISTRY_USER,
 };
 
 use crate::support::{build_dockerfile, build_ok, spawn_build};
@@ -301,6 +301,37 @@ fn a_push_mounts_the_layers_the_registry_has_in_the_repository_they_were_pulled_
     );
     fx.ctr(["images", "rm", target.as_str()])?;
     fx.ctr(["images", "pull", "--plain-http", target.as_str()])?;
+    Ok(())
+}
+
+#[test]
+fn a_blob_transfer_cut_short_is_resumed_where_it_stopped() -> TestResult {
+    let Some((registry, fx)) = start()? else {
+        return Ok(());
+    };
+    serve_busybox(
+        &registry,
+        &fx,
+        &registry.reference("busybox:cut"),
+        "busybox:cut",
+    )?;
+    // busybox's layer is about 1.2 MB: its transfer is cut after 300 kB, once.
+    let proxy = CuttingProxy::start(registry.host(), 300_000, 1).expect("start the proxy");
+    let base = format!("{}/busybox:cut", proxy.host());
+    let stderr = build_and_run(&fx, &base, "resumed", "docker.io/library/resumed:1")?;
+    assert_eq!(proxy.cuts(), 1, "the transfer was cut");
+    assert!(stderr.contains(&format!("pulled {base}")), "{stderr}");
+    // The second request for the layer asked for the rest only.
+    assert_eq!(
+        registry
+            .log()
+            .lines()
+            .filter(|l| l.contains("GET /v2/busybox/blobs/sha256:") && l.contains("\" 206 "))
+            .count(),
+        1,
+        "{}",
+        registry.log()
+    );
     Ok(())
 }
 

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use oci_client::client::BlobResponse;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use tokio::io::AsyncWrite;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use crate::config::{RegistryConfig, Transport};
 use crate::error::{classify, RegistryError};
@@ -27,6 +30,9 @@ pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
+
+/// How many times a blob transfer cut short is resumed before the fetch fails.
+pub const RESUMES: u32 = 3;
 
 /// How long connecting to a registry may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -238,7 +244,9 @@ impl Registry {
 
     /// Streams blob `digest` (`size` bytes) of `reference`'s repository into `out`, checking its
     /// digest at the end: on a mismatch the error comes after the bytes were written, so `out`
-    /// must verify too or be thrown away.
+    /// must verify too or be thrown away. A transfer cut short (connection reset, timeout) is
+    /// resumed where it stopped with a ranged request, up to [`RESUMES`] times per blob, so a
+    /// flaky link costs the lost bytes, not the whole blob.
     pub async fn fetch_blob<W: AsyncWrite + Unpin + Send>(
         &self,
         reference: &str,
@@ -257,22 +265,55 @@ impl Registry {
         let mut last = None;
         for host in self.config.pull_hosts(parsed.registry()) {
             let at = at_host(&parsed, &host);
-            match self
-                .authed(&host, &at)
-                .await
-                .pull_blob(&at, &descriptor, &mut out)
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(e) => match classify(e, reference, &host, &action, &what) {
-                    // Nothing was written yet: the next host may have it.
-                    e @ (RegistryError::NotFound { .. } | RegistryError::Unreachable { .. }) => {
-                        tracing::debug!(%host, error = %e, "blob fetch failed");
-                        last = Some(e);
+            let client = self.authed(&host, &at).await;
+            let mut progress = Transfer::default();
+            let mut resumes = 0;
+            loop {
+                let cut = match progress.run(client, &at, &descriptor, &mut out).await {
+                    Ok(()) => {
+                        let got = progress.digest();
+                        return if got == digest {
+                            Ok(())
+                        } else {
+                            Err(RegistryError::DigestMismatch {
+                                reference: reference.to_owned(),
+                                registry: host,
+                                what,
+                                reason: format!("expected {digest}, got {got}"),
+                            })
+                        };
                     }
-                    // Part of the blob may be written: only the caller can start over.
-                    e => return Err(e),
-                },
+                    Err(Cut::Written(e)) => {
+                        return Err(RegistryError::Registry {
+                            reference: reference.to_owned(),
+                            registry: host,
+                            action,
+                            reason: format!("writing it failed: {e}"),
+                        })
+                    }
+                    Err(Cut::Request(e)) => classify(e, reference, &host, &action, &what),
+                    Err(Cut::Stream(e)) => RegistryError::Unreachable {
+                        reference: reference.to_owned(),
+                        registry: host.clone(),
+                        reason: format!("the transfer of {what} broke off: {e}"),
+                    },
+                };
+                let transient = matches!(cut, RegistryError::Unreachable { .. });
+                if transient && progress.written > 0 && resumes < RESUMES {
+                    resumes += 1;
+                    tracing::info!(%host, digest, offset = progress.written, error = %cut, "blob transfer cut short; resuming");
+                    continue;
+                }
+                if progress.written == 0
+                    && (transient || matches!(cut, RegistryError::NotFound { .. }))
+                {
+                    // Nothing was written yet: the next host may have it.
+                    tracing::debug!(%host, error = %cut, "blob fetch failed");
+                    last = Some(cut);
+                    break;
+                }
+                // Part of the blob may be written: only the caller can start over.
+                return Err(cut);
             }
         }
         Err(last.expect("at least the host itself is tried"))
@@ -479,5 +520,83 @@ mod tests {
         let mirrored = at_host(&parsed, "mirror:5000");
         assert_eq!(mirrored.resolve_registry(), "mirror:5000");
         assert!(parse("Not A Reference").is_err());
+    }
+}
+
+/// One blob's transfer so far, across resumed requests: what was written and its running
+/// digest.
+#[derive(Default)]
+struct Transfer {
+    written: u64,
+    hasher: Sha256,
+}
+
+/// Why a transfer stopped.
+enum Cut {
+    /// The request failed (before any byte of it).
+    Request(OciDistributionError),
+    /// The body broke off.
+    Stream(std::io::Error),
+    /// `out` refused the bytes.
+    Written(std::io::Error),
+}
+
+impl Transfer {
+    /// Fetches the rest of the blob (all of it at first, then from `written` with a ranged
+    /// request) into `out`.
+    async fn run<W: AsyncWrite + Unpin + Send>(
+        &mut self,
+        client: &Client,
+        at: &Reference,
+        descriptor: &OciDescriptor,
+        out: &mut W,
+    ) -> Result<(), Cut> {
+        let (mut stream, mut skip) = if self.written == 0 {
+            (
+                client
+                    .pull_blob_stream(at, descriptor)
+                    .await
+                    .map_err(Cut::Request)?,
+                0,
+            )
+        } else {
+            match client
+                .pull_blob_stream_partial(at, descriptor, self.written, None)
+                .await
+                .map_err(Cut::Request)?
+            {
+                BlobResponse::Partial(stream) => (stream, 0),
+                // A registry that ignores the range sends it all again: skip what we have.
+                BlobResponse::Full(stream) => (stream, self.written),
+            }
+        };
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(Cut::Stream)?;
+            let mut chunk = &chunk[..];
+            if skip > 0 {
+                let n = skip.min(chunk.len() as u64) as usize;
+                chunk = &chunk[n..];
+                skip -= n as u64;
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            out.write_all(chunk).await.map_err(Cut::Written)?;
+            self.hasher.update(chunk);
+            self.written += chunk.len() as u64;
+        }
+        out.flush().await.map_err(Cut::Written)
+    }
+
+    /// The digest of what was written, `sha256:<hex>`.
+    fn digest(&self) -> String {
+        let hex: String = self
+            .hasher
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256:{hex}")
     }
 }

@@ -1,7 +1,7 @@
 //! The build API's server side: `Solve` turns an LLB definition into a solver graph over the
 //! worker's ops, streams the solve's progress, and exports the result — into containerd's image
 //! store, or streamed back for the client to write (an OCI or docker archive, the result's
-//! files); `Info`
+//! files) — and its build cache where the request asks (see [`remote`]); `Info`
 //! says what the daemon builds with; `ResolveImageConfig` reads an image's config from the
 //! store; `Session` holds a client's session open for its builds
 //! (see [`session`]). The containerd connection is made at the first build
@@ -545,13 +545,13 @@ struct Base {
     config: Option<serde_json::Value>,
 }
 
-/// Solves `edge` with `solve_options` (its progress forwarded to `tx`), then exports; returns the
-/// exporter's response.
+/// Opens the job's cache imports, solves `edge` with `solve_options` (its progress forwarded to
+/// `tx`), exports, then writes the job's cache exports; returns the exporters' response.
 async fn build(
     backend: &Backend,
     edge: &oxkit_solver::Edge,
     solve_options: SolveOptions,
-    job: ExportJob,
+    mut job: ExportJob,
     root: &std::path::Path,
     tx: &Events,
 ) -> Result<BTreeMap<String, String>, Status> {
@@ -591,7 +591,6 @@ async fn build(
         .name()
         .to_string();
     let scratch = root.join("worker");
-    let mut job = job;
     if job.caches.inline() {
         let (field, value) =
             remote::inline_field(&backend.worker, &scratch, &records, &top).await?;

@@ -101,10 +101,9 @@ pub(super) async fn open_imports(
                     }
                 }
             },
-            CacheImport::Local { src, tag } => imported
-                .add_layout(src, tag)
-                .await
-                .map_err(|e| e.chain()),
+            CacheImport::Local { src, tag } => {
+                imported.add_layout(src, tag).await.map_err(|e| e.chain())
+            }
         };
         match opened {
             Ok(summary) => {
