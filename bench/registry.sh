@@ -284,7 +284,7 @@ mkdir -p "$T/cache-app"
 ctr_ -n buildkit images import --snapshotter oxkit "$T/busybox.tar" >/dev/null
 cat >"$T/cache-app/Dockerfile" <<EOF
 FROM busybox:bench AS build
-RUN head -c ${CACHE_MB}000000 /dev/urandom > /data && head -c 3000000000 /dev/zero | sha256sum > /sum
+RUN head -c ${CACHE_MB}000000 /dev/urandom > /data && head -c 1000000000 /dev/zero | sha256sum > /sum
 RUN head -c ${CACHE_MB}00000 /data > /artifact && cat /sum >> /artifact
 FROM busybox:bench
 COPY --from=build /artifact /app/artifact

@@ -9,6 +9,10 @@ use serde::Deserialize;
 use crate::error::ctr;
 use crate::ExportError;
 
+/// How many repositories a blob is tried to be mounted from (the newest it was seen in) before
+/// it is uploaded: a failed mount costs a round trip.
+const MOUNT_TRIES: usize = 2;
+
 /// How many blobs are uploaded at once.
 const UPLOADERS: usize = 4;
 
@@ -77,8 +81,10 @@ pub async fn push_image(
                 .await
                 .map(|info| info.labels)
                 .unwrap_or_default();
-            for from in distribution_sources(&labels, host) {
-                if from != repository && registry.mount_blob(&reference, &from, digest).await? {
+            let sources = distribution_sources(&labels, host);
+            let newest = sources.iter().rev().filter(|from| *from != repository);
+            for from in newest.take(MOUNT_TRIES) {
+                if registry.mount_blob(&reference, from, digest).await? {
                     log(format!("{digest}: mounted from {from}\n"));
                     note_source(client, &blob.digest, &labels, host, repository).await;
                     return Ok(Pushed::Mounted);

@@ -155,6 +155,7 @@ struct ManifestDoc {
 struct ImageConfigDoc {
     #[serde(default)]
     rootfs: RootFs,
+    /// [`INLINE_CACHE_FIELD`] (serde takes no constant here).
     #[serde(rename = "oxkit.cache.v1")]
     cache: Option<CacheDocument>,
 }

@@ -14,6 +14,7 @@ mod frontend;
 mod remote;
 mod resolve;
 pub mod session;
+mod step;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::proto::{self, control_server::Control};
+use step::Step;
 
 pub use crate::proto::control_server::ControlServer;
 pub use session::{SessionHandle, SessionRegistry};
@@ -482,59 +484,6 @@ struct ExportJob {
     base: Base,
     sessions: Vec<SessionRef>,
     caches: remote::CacheJob,
-}
-
-/// A progress step of the daemon's own (an export, a cache import), not an op's.
-struct Step {
-    digest: String,
-    name: String,
-}
-
-impl Step {
-    fn new(digest: impl Into<String>, name: impl Into<String>) -> Self {
-        Step {
-            digest: digest.into(),
-            name: name.into(),
-        }
-    }
-
-    async fn status(&self, tx: &Events, state: proto::vertex_status::State, error: &str) {
-        let event = proto::solve_event::Event::Vertex(proto::VertexStatus {
-            digest: self.digest.clone(),
-            name: self.name.clone(),
-            state: state as i32,
-            time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
-            error: error.to_owned(),
-        });
-        let _ = tx.send(Ok(event.into())).await;
-    }
-
-    async fn started(&self, tx: &Events) {
-        self.status(tx, proto::vertex_status::State::Started, "")
-            .await
-    }
-
-    async fn completed(&self, tx: &Events) {
-        self.status(tx, proto::vertex_status::State::Completed, "")
-            .await
-    }
-
-    async fn failed(&self, tx: &Events, error: &str) {
-        self.status(tx, proto::vertex_status::State::Failed, error)
-            .await
-    }
-
-    /// A line of the step's output, best effort: a full channel or a client that went away
-    /// drops it.
-    fn log(&self, tx: &Events, line: String) {
-        let log = proto::solve_event::Event::Log(proto::VertexLog {
-            digest: self.digest.clone(),
-            stream: 2,
-            data: line.into_bytes(),
-            time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
-        });
-        let _ = tx.try_send(Ok(log.into()));
-    }
 }
 
 /// What the result's image config starts from.
