@@ -4,8 +4,9 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use oxkit_containerd::{with_temp_mount, Client, Labels, Mounter};
@@ -132,6 +133,12 @@ fn walk<W: Write>(
 /// (set-id bits included), symlinks and modification times are kept; owners are not — the files
 /// belong to whoever unpacks, as they would for a user without privileges, root included.
 /// Entries that would land outside `dest` (`..`, absolute paths, through symlinks) are refused.
+///
+/// Safety without canonicalizing every entry's path: an entry is written only into a directory
+/// checked once to be a real one (not a symlink) — made by this unpack, or found as a directory
+/// — and a directory once checked is never replaced; a hard link's target must lie below such
+/// directories too. Directories get their modes and times last, deepest first, so a read-only
+/// one still takes its contents.
 pub fn unpack_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dest)?;
     let mut archive = tar::Archive::new(input);
@@ -139,7 +146,101 @@ pub fn unpack_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
     archive.set_preserve_mtime(true);
     archive.set_preserve_ownerships(false);
     archive.set_overwrite(true);
-    archive.unpack(dest)
+    let mut dirs = RealDirs {
+        root: dest.to_owned(),
+        known: Default::default(),
+    };
+    let mut deferred = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let Some(rel) = inside(&entry.path()?) else {
+            tracing::debug!(path = %entry.path()?.display(), "local export: refusing an entry outside the destination");
+            continue;
+        };
+        let path = dest.join(&rel);
+        dirs.ensure_parent(&rel)?;
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            dirs.ensure(&rel)?;
+            let header = entry.header();
+            deferred.push((path, header.mode()?, header.mtime()?));
+        } else if kind.is_hard_link() {
+            let target = entry
+                .link_name()?
+                .as_deref()
+                .and_then(inside)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("hard link {} points outside the destination", rel.display()),
+                    )
+                })?;
+            dirs.ensure_parent(&target)?;
+            let _ = std::fs::remove_file(&path);
+            std::fs::hard_link(dest.join(&target), &path)?;
+        } else {
+            // A file, symlink, FIFO or device node, replacing whatever non-directory is there.
+            entry.unpack(&path)?;
+        }
+    }
+    for (path, mode, mtime) in deferred.into_iter().rev() {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+        std::fs::File::open(&path)?.set_modified(time)?;
+    }
+    Ok(())
+}
+
+/// `path` as a relative path of normal components (`.` and leading `/` dropped), or `None` if
+/// it has a `..` or nothing.
+fn inside(path: &Path) -> Option<PathBuf> {
+    let mut rel = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::Normal(part) => rel.push(part),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            Component::ParentDir => return None,
+        }
+    }
+    (!rel.as_os_str().is_empty()).then_some(rel)
+}
+
+/// The directories under `root` known to be real directories (not symlinks), relative.
+struct RealDirs {
+    root: PathBuf,
+    known: std::collections::HashSet<PathBuf>,
+}
+
+impl RealDirs {
+    /// Makes sure every directory above `rel` is a real directory.
+    fn ensure_parent(&mut self, rel: &Path) -> io::Result<()> {
+        match rel.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => self.ensure(parent),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes sure `rel` and every directory above it is a real directory, making those missing.
+    fn ensure(&mut self, rel: &Path) -> io::Result<()> {
+        if self.known.contains(rel) {
+            return Ok(());
+        }
+        self.ensure_parent(rel)?;
+        let path = self.root.join(rel);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} is in the way of a directory", path.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir(&path)?,
+            Err(e) => return Err(e),
+        }
+        self.known.insert(rel.to_owned());
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +320,45 @@ mod tests {
         // Let the temp dirs be removed.
         for d in [src.path().join("ro"), out.join("ro")] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    #[test]
+    fn unpacking_never_writes_or_links_through_a_symlink() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        let entry = |b: &mut tar::Builder<&mut Vec<u8>>, kind, name: &str, link: &str| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(0o644);
+            header.set_size(if kind == tar::EntryType::Regular {
+                1
+            } else {
+                0
+            });
+            if kind == tar::EntryType::Regular {
+                b.append_data(&mut header, name, &b"x"[..]).unwrap();
+            } else {
+                b.append_link(&mut header, name, link).unwrap();
+            }
+        };
+        for (second, name, link) in [
+            (tar::EntryType::Regular, "evil/planted", ""),
+            (tar::EntryType::Link, "stolen", "evil/secret"),
+        ] {
+            let mut data = Vec::new();
+            {
+                let mut b = tar::Builder::new(&mut data);
+                let target = outside.path().to_str().unwrap();
+                entry(&mut b, tar::EntryType::Symlink, "evil", target);
+                entry(&mut b, second, name, link);
+                b.finish().unwrap();
+            }
+            let dest = tempfile::tempdir().unwrap();
+            let out = dest.path().join("out");
+            assert!(unpack_tree(&data[..], &out).is_err(), "{name}");
+            assert!(!outside.path().join("planted").exists());
+            assert!(!out.join("stolen").exists());
         }
     }
 

@@ -391,3 +391,33 @@ async fn submodules_are_checked_out_recursively_unless_skipped() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_tree_of_many_files_and_directories_is_checked_out_exactly() {
+    let s = setup();
+    let path = s.root.join("srv/many");
+    git(&s.root.join("srv"), &["init", "-q", "-b", "main", "many"]);
+    for d in 0..8 {
+        std::fs::create_dir_all(path.join(format!("d{d}/inner"))).unwrap();
+        for f in 0..40 {
+            let file = path.join(format!("d{d}/inner/f{f}"));
+            std::fs::write(&file, format!("file {d}/{f}\n").repeat(f + 1)).unwrap();
+            if f % 7 == 0 {
+                let mut perm = std::fs::metadata(&file).unwrap().permissions();
+                perm.set_mode(0o755);
+                std::fs::set_permissions(&file, perm).unwrap();
+            }
+        }
+    }
+    git(&path, &["add", "-A"]);
+    git(&path, &["commit", "-q", "-m", "many"]);
+    let commit = git(&path, &["rev-parse", "HEAD"]);
+    let remote = Remote::new(format!("file://{}", path.display()), Auth::none());
+    let (r, _, out) = build(&s, &remote, Some("main"), &CheckoutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.commit, commit);
+    let tree = actual_tree(&out);
+    assert_eq!(tree.len(), 8 * 40, "every file");
+    assert_eq!(tree, expected_tree(&path, &commit, None));
+}
