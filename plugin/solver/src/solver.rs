@@ -85,6 +85,10 @@ struct KeyInfo {
     /// The key by definition of a vertex that keys an input by content (see
     /// [`crate::RemoteCache::alias`]).
     definition: Option<CacheKey>,
+    /// The key is an imported record's, found by the key by definition: what this daemon's
+    /// inputs would give by content is not known, so a result executed here is not recorded
+    /// under it.
+    aliased: bool,
     /// `no_cache`, the vertex's ignore-cache flag, or an input keyed by cache key that was
     /// forced (its key is unchanged but its result may differ, so dependents must run too).
     forced: bool,
@@ -309,6 +313,7 @@ impl SolveState {
                 return Ok(Arc::new(KeyInfo {
                     key: alias,
                     definition: Some(key),
+                    aliased: true,
                     forced,
                 }));
             }
@@ -361,6 +366,7 @@ impl SolveState {
         Ok(Arc::new(KeyInfo {
             key,
             definition,
+            aliased: false,
             forced,
         }))
     }
@@ -515,7 +521,9 @@ impl SolveState {
                 return Err(err);
             }
         };
-        inner.record(&key.key, &vertex, &outputs).await;
+        if !key.aliased {
+            inner.record(&key.key, &vertex, &outputs).await;
+        }
         progress.emit(EventKind::Completed);
         Ok(Arc::new(Resolved { outputs }))
     }

@@ -921,3 +921,41 @@ async fn an_unusable_import_is_a_miss() {
     assert_eq!(value(&output), 3);
     assert_eq!(world.take_execs(), sorted(&["x", "x+1"]));
 }
+
+#[tokio::test]
+async fn a_step_run_under_an_imported_key_is_not_recorded_under_it() {
+    let chain = |g: &Graph| {
+        let c = g.v("c", Kind::Const(17), &[]);
+        let d = g.v("digit", Kind::LastDigit, &[&c]);
+        g.v("digit+1", Kind::Add(1), &[&d])
+    };
+    // Another daemon's key of the content-keyed step, reachable by its key by definition,
+    // without its result (a record whose layers turned out unusable).
+    let (world_a, g_a) = world();
+    let (_, records) = solver(&world_a)
+        .solve_keyed(&Edge::new(chain(&g_a), 0), SolveOptions::default())
+        .await
+        .unwrap();
+    let digit = records.iter().find(|r| r.vertex.name == "digit").unwrap();
+    let (world, g) = world();
+    let mut imported = Imported {
+        world: world.clone(),
+        ..Default::default()
+    };
+    imported
+        .aliases
+        .insert(digit.definition_key.clone().unwrap(), digit.key.clone());
+    let store = Arc::new(MemoryCacheStore::new());
+    let solver = solver_with(&world, store.clone(), 4);
+    let options = SolveOptions {
+        remote: Some(RemoteRef(Arc::new(imported))),
+        ..Default::default()
+    };
+    let output = solver
+        .solve(&Edge::new(chain(&g), 0), options)
+        .await
+        .unwrap();
+    assert_eq!(value(&output), 8);
+    assert_eq!(world.take_execs(), sorted(&["c", "digit", "digit+1"]));
+    assert!(store.lookup(&digit.key).unwrap().is_none());
+}
