@@ -33,7 +33,7 @@ cd "$(dirname "$0")/.."
 COMMITS=${COMMITS:-5000}
 TREE_MB=${TREE_MB:-50}
 ROUNDS=${ROUNDS:-3}
-PEERS=${PEERS:-buildkit}                # buildkit, or empty for oxkit and the floors only
+PEERS=${PEERS:-buildkit}                # buildkit, or none for oxkit and the floors only (empty means the default)
 BENCH=bench/git.sh
 source bench/peers.sh
 for tool in git python3; do

@@ -13,7 +13,7 @@
 # its own --root/--runroot. The base image is made offline by `oxkit-mkimage` (Debian's
 # busybox-static): imported into oxkit's containerd, `docker import`ed from its layer,
 # `buildah pull oci-archive:`ed. A peer that cannot run here is reported and left out.
-PEERS=${PEERS:-buildkit buildah}        # which peers to try
+PEERS=${PEERS:-buildkit buildah}        # which peers to try; none (any word that is no peer) for none
 BUILDAH_DRIVER=${BUILDAH_DRIVER:-}      # overlay|vfs; empty: overlay, else vfs
 BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-} # oci|chroot; empty: oci (runc), else chroot
 export BUILDAH_ISOLATION
