@@ -140,6 +140,14 @@ fn a_second_daemon_imports_the_registry_cache_reruns_nothing_and_fetches_only_th
     // mode=max: the base, the build stage's layer, and the result's three.
     let cached_layers = registry_layers(&cache);
     assert_eq!(cached_layers.len(), 5, "{cached_layers:?}");
+    // mode=min (the default), from the same (now cached) build: the result's layers only.
+    let min = registry.reference("cache:min");
+    let export = format!("type=registry,ref={min}");
+    let (ok, _, stderr) = build_in(&first, &dir, "app:1", &["--export-cache", &export])?;
+    assert!(ok, "{stderr}");
+    let min_layers = registry_layers(&min);
+    assert_eq!(min_layers.len(), 4, "{min_layers:?}");
+    assert!(min_layers.iter().all(|l| cached_layers.contains(l)));
 
     // Another daemon, another containerd, nothing shared but the registry.
     let Some(second) = Fixture::start()? else {
