@@ -65,10 +65,17 @@ impl CacheExporter {
     ) -> Result<CacheDocument, CacheError> {
         let top_chain: BTreeSet<String> = self.chain(top).await?.into_iter().collect();
         let mut chains: Vec<(&KeyedRecord, Vec<Vec<String>>)> = Vec::new();
-        for record in records {
+        'records: for record in records {
             let mut outputs = Vec::new();
             for id in &record.outputs {
-                outputs.push(self.chain(snapshot_name(id)).await?);
+                match self.chain(snapshot_name(id)).await {
+                    Ok(chain) => outputs.push(chain),
+                    // Its snapshot went (pruned meanwhile): the record is left out.
+                    Err(e) => {
+                        tracing::warn!(vertex = %record.vertex, error = %e.chain(), "cache export: a record's snapshot is gone; left out");
+                        continue 'records;
+                    }
+                }
             }
             let keep = match mode {
                 Mode::Max => true,
