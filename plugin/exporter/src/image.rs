@@ -159,18 +159,20 @@ impl ImageExporter {
         base: Option<&BaseImage>,
         options: &ImageExportOptions,
     ) -> Result<ExportedImage, ExportError> {
+        let parent = base_top(base);
+        let new = self.new_snapshots(top, parent.as_ref()).await?;
         // The first new layer's chain snapshot is cloned while the layers are written: its
         // parent (the base image's top) is known before its name (its chain ID) is.
         let (built, early) = tokio::join!(
-            self.build_image(
-                top,
+            self.build_image_of(
+                new.clone(),
                 base,
                 options.compression,
                 &options.config,
                 options.source_date_epoch,
                 &options.manifest,
             ),
-            self.early_clone(top, base, options),
+            self.early_clone(&new, parent, options),
         );
         let built = match built {
             Ok(built) => built,
@@ -224,11 +226,21 @@ impl ImageExporter {
         source_date_epoch: Option<i64>,
         manifest: &ManifestOptions,
     ) -> Result<BuiltImage, ExportError> {
-        let base_chain = base
-            .map(|b| chain_ids(&b.config.diff_ids()))
-            .unwrap_or_default();
-        let new = self.new_snapshots(top, base_chain.last()).await?;
+        let new = self.new_snapshots(top, base_top(base).as_ref()).await?;
+        self.build_image_of(new, base, compression, changes, source_date_epoch, manifest)
+            .await
+    }
 
+    /// [`Self::build_image`] with the new layers' snapshots (bottom first) already known.
+    async fn build_image_of(
+        &self,
+        new: Vec<String>,
+        base: Option<&BaseImage>,
+        compression: Compression,
+        changes: &ConfigChanges,
+        source_date_epoch: Option<i64>,
+        manifest: &ManifestOptions,
+    ) -> Result<BuiltImage, ExportError> {
         let mut config = base.map_or_else(ImageConfig::scratch, |b| b.config.clone());
         changes.apply(&mut config.0);
         let mut layers = base.map(|b| b.layers.clone()).unwrap_or_default();
@@ -685,21 +697,20 @@ impl ImageExporter {
         }
     }
 
-    /// The clone of the first new layer, made while the layers are written, when it will be
-    /// needed: no `SOURCE_DATE_EPOCH` (whose chain snapshots come from the blobs), and the
-    /// layer not exported before (then its chain snapshot most likely exists). `None` when
-    /// not needed or not possible; the export then clones as usual.
+    /// The clone of the first of the `new` layers' snapshots onto `parent` (the base image's
+    /// top), made while the layers are written, when it will be needed: no `SOURCE_DATE_EPOCH`
+    /// (whose chain snapshots come from the blobs), and the layer not exported before (then its
+    /// chain snapshot most likely exists). `None` when not needed or not possible; the export
+    /// then clones as usual.
     async fn early_clone(
         &self,
-        top: &str,
-        base: Option<&BaseImage>,
+        new: &[String],
+        parent: Option<String>,
         options: &ImageExportOptions,
     ) -> Option<EarlyClone> {
         if options.source_date_epoch.is_some() {
             return None;
         }
-        let parent = base.and_then(|b| chain_ids(&b.config.diff_ids()).last().cloned());
-        let new = self.new_snapshots(top, parent.as_ref()).await.ok()?;
         let source = new.first()?.clone();
         let memo = layer_memo_label(options.compression, None);
         let info = self.client.snapshots().stat(&source).await.ok()?;
@@ -713,6 +724,11 @@ impl ImageExporter {
             key,
         })
     }
+}
+
+/// The chain ID of `base`'s top layer: the snapshot the build's new layers stand on.
+fn base_top(base: Option<&BaseImage>) -> Option<String> {
+    base.and_then(|b| chain_ids(&b.config.diff_ids()).last().cloned())
 }
 
 /// A build snapshot's layer cloned into an active snapshot on `parent`, not yet named.

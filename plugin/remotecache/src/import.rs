@@ -71,12 +71,6 @@ struct LayoutOrigin {
     dir: PathBuf,
 }
 
-impl LayoutOrigin {
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
-        blob_path(&self.dir, digest)
-    }
-}
-
 /// Where an OCI image layout keeps blob `digest`.
 pub(crate) fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs/sha256").join(digest.hex())
@@ -89,7 +83,7 @@ impl Origin for LayoutOrigin {
     }
 
     async fn read(&self, blob: &Descriptor) -> Result<Vec<u8>, CacheError> {
-        let path = self.blob_path(&blob.digest);
+        let path = blob_path(&self.dir, &blob.digest);
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(|source| CacheError::Io {
@@ -107,7 +101,7 @@ impl Origin for LayoutOrigin {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(ctr(format!("look up blob {}", blob.digest))(e)),
         }
-        let path = self.blob_path(&blob.digest);
+        let path = blob_path(&self.dir, &blob.digest);
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|source| CacheError::Io {

@@ -178,22 +178,13 @@ impl Solver {
                     continue;
                 }
             };
-            let store = self.inner.store.clone();
-            let k = key.key.clone();
-            match tokio::task::spawn_blocking(move || store.lookup(&k)).await {
-                Ok(Ok(Some(record))) => records.push(KeyedRecord {
+            if let Some(record) = self.inner.stored(&key.key, &vertex).await {
+                records.push(KeyedRecord {
                     vertex: vertex.info(),
                     key: key.key.clone(),
                     definition_key: key.definition.clone(),
                     outputs: record.outputs,
-                }),
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(vertex = %vertex.info(), error = %e, "cache lookup failed; left out of the export")
-                }
-                Err(e) => {
-                    tracing::warn!(vertex = %vertex.info(), error = %e, "cache lookup failed; left out of the export")
-                }
+                });
             }
         }
         Ok((output, records))
@@ -551,23 +542,27 @@ impl SolveState {
 }
 
 impl Inner {
+    /// The record of `key` in the store; `None` on a miss or a store error (logged).
+    async fn stored(&self, key: &CacheKey, vertex: &Vertex) -> Option<CacheRecord> {
+        let store = self.store.clone();
+        let k = key.clone();
+        match tokio::task::spawn_blocking(move || store.lookup(&k)).await {
+            Ok(Ok(record)) => record,
+            Ok(Err(e)) => {
+                tracing::warn!(vertex = %vertex.info(), %key, error = %e, "cache lookup failed");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(vertex = %vertex.info(), %key, error = %e, "cache lookup task failed");
+                None
+            }
+        }
+    }
+
     /// The recorded outputs of `key`, loaded; `None` on a miss, a store error or a result that
     /// is gone (whose record is then dropped).
     async fn lookup(&self, key: &CacheKey, vertex: &Vertex) -> Option<Vec<OutputRef>> {
-        let store = self.store.clone();
-        let k = key.clone();
-        let record = match tokio::task::spawn_blocking(move || store.lookup(&k)).await {
-            Ok(Ok(Some(record))) => record,
-            Ok(Ok(None)) => return None,
-            Ok(Err(e)) => {
-                tracing::warn!(vertex = %vertex.info(), %key, error = %e, "cache lookup failed; executing");
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(vertex = %vertex.info(), %key, error = %e, "cache lookup task failed; executing");
-                return None;
-            }
-        };
+        let record = self.stored(key, vertex).await?;
         let loads = record.outputs.iter().map(|id| self.loader.load(id));
         let mut outputs = Vec::with_capacity(record.outputs.len());
         for (id, loaded) in record
