@@ -36,6 +36,9 @@ pub struct Client {
     lease: Option<(String, MetadataValue<tonic::metadata::Ascii>)>,
     /// containerd's blob directory, when it is on this machine and shares blobs: asked once.
     pub(crate) local_blobs: Arc<tokio::sync::OnceCell<Option<PathBuf>>>,
+    /// The layer directories of the snapshots prepared and committed through this client and
+    /// its clones ([`crate::Snapshots::known_layer_dir`]).
+    pub(crate) layer_dirs: Arc<crate::layer_dirs::LayerDirs>,
 }
 
 impl Client {
@@ -57,6 +60,7 @@ impl Client {
             namespace,
             lease: None,
             local_blobs: Arc::default(),
+            layer_dirs: Arc::default(),
         })
     }
 

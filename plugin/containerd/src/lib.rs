@@ -16,6 +16,7 @@ mod distribution;
 mod error;
 mod gc;
 mod images;
+mod layer_dirs;
 mod leases;
 mod manifest;
 mod mount;
@@ -47,4 +48,6 @@ pub use snapshots::{SnapshotInfo, SnapshotKind, SnapshotUsage, Snapshots, DEFAUL
 pub use spec::{Network, SpecBuilder, SpecMount, DEFAULT_CAPABILITIES, DEFAULT_PATH_ENV};
 pub use stdio::StdioPipes;
 pub use tasks::{ExitStatus, Exited, StdioTarget, Task, TaskIo, Tasks};
-pub use types::{chain_ids, Descriptor, Digest, Labels, LayerBlob, Mount, LAYER_SOURCE_LABEL};
+pub use types::{
+    chain_id, chain_ids, Descriptor, Digest, Labels, LayerBlob, Mount, LAYER_SOURCE_LABEL,
+};

@@ -74,6 +74,23 @@ impl Snapshots {
         &self.snapshotter
     }
 
+    /// Snapshot `key` as the layer-directory memo names it.
+    fn id(&self, key: &str) -> crate::layer_dirs::Id {
+        (
+            self.client.namespace().to_owned(),
+            self.snapshotter.clone(),
+            key.to_owned(),
+        )
+    }
+
+    /// The directory holding committed snapshot `name`'s own files — what a view of it shows as
+    /// its top layer ([`Mount::layer_dir`]) — if this process prepared and committed it through
+    /// this client (or a clone of it) and the directory is still there; else `None`, and a view
+    /// tells. Saves a view and its removal when reading a snapshot just built.
+    pub fn known_layer_dir(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.client.layer_dirs.get(&self.id(name))
+    }
+
     /// Creates active snapshot `key` on committed `parent` (none: empty) and returns how to mount it.
     /// AlreadyExists if `key` exists; NotFound if `parent` does not.
     pub async fn prepare(
@@ -95,7 +112,9 @@ impl Snapshots {
             .await
             .call("Snapshots.Prepare")?
             .mounts;
-        Ok(mounts_from_pb(mounts))
+        let mounts = mounts_from_pb(mounts);
+        self.client.layer_dirs.prepared(self.id(key), &mounts);
+        Ok(mounts)
     }
 
     /// Creates read-only view `key` of committed `parent` and returns how to mount it.
@@ -155,8 +174,11 @@ impl Snapshots {
             .snapshots_rpc()
             .commit(self.client.request(request))
             .await
-            .call("Snapshots.Commit")
-            .map(drop)
+            .call("Snapshots.Commit")?;
+        self.client
+            .layer_dirs
+            .committed(&self.id(key), self.id(name));
+        Ok(())
     }
 
     /// Removes snapshot `key`. FailedPrecondition if others are prepared on it.
@@ -169,8 +191,9 @@ impl Snapshots {
             .snapshots_rpc()
             .remove(self.client.request(request))
             .await
-            .call("Snapshots.Remove")
-            .map(drop)
+            .call("Snapshots.Remove")?;
+        self.client.layer_dirs.removed(&self.id(key));
+        Ok(())
     }
 
     /// What containerd knows about snapshot `key`.

@@ -220,13 +220,19 @@ impl Mount {
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
     for diff in diff_ids {
-        let next = match out.last() {
-            None => diff.clone(),
-            Some(parent) => Digest::sha256_of(format!("{parent} {diff}").as_bytes()).to_string(),
-        };
+        let next = chain_id(out.last().map(String::as_str), diff);
         out.push(next);
     }
     out
+}
+
+/// The chain ID of the layer with `diff_id` on the layer whose chain ID is `parent` (none: the
+/// bottom layer), as in [`chain_ids`].
+pub fn chain_id(parent: Option<&str>, diff_id: &str) -> String {
+    match parent {
+        None => diff_id.to_owned(),
+        Some(parent) => Digest::sha256_of(format!("{parent} {diff_id}").as_bytes()).to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,14 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 use oxkit_containerd::{
-    chain_ids, config_labels, manifest_labels, platform_manifest, rfc3339, Client, Descriptor,
-    Digest, Image, ImageManifest, Labels, LayerBlob, Mount, LAYER_SOURCE_LABEL,
+    chain_id, chain_ids, config_labels, manifest_labels, platform_manifest, rfc3339, Client,
+    Descriptor, Digest, Image, ImageManifest, Labels, LayerBlob, Mount, LAYER_SOURCE_LABEL,
 };
 use oxkit_layer::{write_layer, Compression, LayerOptions};
 use serde_json::{json, Value};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::error::ctr;
 use crate::spec::{media, ImageConfig};
@@ -161,9 +162,7 @@ impl ImageExporter {
     ) -> Result<ExportedImage, ExportError> {
         let parent = base_top(base);
         let new = self.new_snapshots(top, parent.as_ref()).await?;
-        // The first new layer's chain snapshot is cloned while the layers are written: its
-        // parent (the base image's top) is known before its name (its chain ID) is.
-        let (built, early) = tokio::join!(
+        let write = |diff_ids| {
             self.build_image_of(
                 new.clone(),
                 base,
@@ -171,26 +170,32 @@ impl ImageExporter {
                 &options.config,
                 options.source_date_epoch,
                 &options.manifest,
-            ),
-            self.early_clone(&new, parent, options),
-        );
-        let built = match built {
-            Ok(built) => built,
-            Err(e) => {
-                if let Some(early) = early {
-                    let _ = self.client.snapshots().remove(&early.key).await;
-                }
-                return Err(e);
+                diff_ids,
+            )
+        };
+        let built = match options.source_date_epoch {
+            // The blobs' times are clamped, the build's snapshots' are not: the chain snapshots
+            // are applied from the blobs once they are written, so both ways of running the
+            // image see the same files.
+            Some(_) => write(None).await?,
+            // The chain snapshots are cloned from the build's snapshots while the blobs are
+            // written, each as soon as its diff ID is known.
+            None => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let (built, ()) = tokio::join!(
+                    write(Some(tx)),
+                    self.chain_while_writing(parent, &new, rx, options.compression),
+                );
+                built?
             }
         };
-        // With SOURCE_DATE_EPOCH the blobs' times are clamped, the build's snapshots' are not:
-        // the chain snapshots are then applied from the blobs, so both ways of running the
-        // image see the same files.
+        // Whatever is still missing (all of it with SOURCE_DATE_EPOCH, else what the clones
+        // while writing did not make): from the top down, one call when nothing is.
         let sources: &[String] = match options.source_date_epoch {
             None => &built.new_snapshots,
             Some(_) => &[],
         };
-        self.ensure_chain_snapshots(&built.chain_ids, &built.layers, sources, early)
+        self.ensure_chain_snapshots(&built.chain_ids, &built.layers, sources)
             .await?;
         for name in &options.names {
             self.client
@@ -227,11 +232,22 @@ impl ImageExporter {
         manifest: &ManifestOptions,
     ) -> Result<BuiltImage, ExportError> {
         let new = self.new_snapshots(top, base_top(base).as_ref()).await?;
-        self.build_image_of(new, base, compression, changes, source_date_epoch, manifest)
-            .await
+        self.build_image_of(
+            new,
+            base,
+            compression,
+            changes,
+            source_date_epoch,
+            manifest,
+            None,
+        )
+        .await
     }
 
-    /// [`Self::build_image`] with the new layers' snapshots (bottom first) already known.
+    /// [`Self::build_image`] with the new layers' snapshots (bottom first) already known. The
+    /// diff ID of each new layer goes to `diff_ids`, if given, as soon as its blob is stored
+    /// (bottom first).
+    #[allow(clippy::too_many_arguments)]
     async fn build_image_of(
         &self,
         new: Vec<String>,
@@ -240,6 +256,7 @@ impl ImageExporter {
         changes: &ConfigChanges,
         source_date_epoch: Option<i64>,
         manifest: &ManifestOptions,
+        diff_ids: Option<UnboundedSender<String>>,
     ) -> Result<BuiltImage, ExportError> {
         let mut config = base.map_or_else(ImageConfig::scratch, |b| b.config.clone());
         changes.apply(&mut config.0);
@@ -252,14 +269,22 @@ impl ImageExporter {
         });
         // Layers are independent: several are written at once (each compresses on a core of
         // its own), and come back in order.
-        let written: Vec<(Descriptor, String)> = futures_util::stream::iter(new.clone())
+        let mut writing = futures_util::stream::iter(new.clone())
             .map(|snapshot: String| async move {
                 self.write_layer(&snapshot, compression, source_date_epoch)
                     .await
             })
-            .buffered(LAYER_WRITERS)
-            .try_collect()
-            .await?;
+            .buffered(LAYER_WRITERS);
+        let mut written: Vec<(Descriptor, String)> = Vec::with_capacity(new.len());
+        while let Some(layer) = writing.next().await {
+            let layer = layer?;
+            if let Some(tx) = &diff_ids {
+                // The receiver may have stopped; the export goes on without it.
+                let _ = tx.send(layer.1.clone());
+            }
+            written.push(layer);
+        }
+        drop(diff_ids);
         for (snapshot, (desc, diff_id)) in new.iter().zip(written) {
             config.push_layer(&diff_id, &now, &format!("oxkit: snapshot {snapshot}"));
             layers.push(desc);
@@ -445,15 +470,8 @@ impl ImageExporter {
         compression: Compression,
         source_date_epoch: Option<i64>,
     ) -> Result<(Descriptor, String), ExportError> {
-        let view = format!("export-view-{}-{}", std::process::id(), unique());
-        let mounts = self
-            .client
-            .snapshots()
-            .view(&view, Some(snapshot), &Labels::new())
-            .await;
-        let mounts = mounts.map_err(ctr(format!("failed to view snapshot {snapshot}")))?;
+        let (upper, view) = self.layer_dir(snapshot).await?;
         let result = async {
-            let upper = upper_dir(snapshot, &mounts)?;
             let opts = LayerOptions {
                 compression,
                 source_date_epoch,
@@ -516,10 +534,38 @@ impl ImageExporter {
             Ok((outcome.descriptor, layer.diff_id.to_string()))
         }
         .await;
+        self.remove_view(view).await;
+        result
+    }
+
+    /// The directory holding committed `snapshot`'s own files: the one the client remembers
+    /// from building it, or else the top layer of a view of it (the view's key comes back too,
+    /// for [`Self::remove_view`] once the directory has been read).
+    async fn layer_dir(&self, snapshot: &str) -> Result<(PathBuf, Option<String>), ExportError> {
+        let sn = self.client.snapshots();
+        if let Some(dir) = sn.known_layer_dir(snapshot) {
+            return Ok((dir, None));
+        }
+        let view = format!("export-view-{}-{}", std::process::id(), unique());
+        let mounts = sn
+            .view(&view, Some(snapshot), &Labels::new())
+            .await
+            .map_err(ctr(format!("failed to view snapshot {snapshot}")))?;
+        match upper_dir(snapshot, &mounts) {
+            Ok(dir) => Ok((dir, Some(view))),
+            Err(e) => {
+                self.remove_view(Some(view)).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the view [`Self::layer_dir`] made, if it made one.
+    async fn remove_view(&self, view: Option<String>) {
+        let Some(view) = view else { return };
         if let Err(e) = self.client.snapshots().remove(&view).await {
             tracing::warn!(view, error = %e, "failed to remove an export view");
         }
-        result
     }
 
     /// Makes sure every layer exists as a committed snapshot named by its chain ID (what
@@ -536,25 +582,6 @@ impl ImageExporter {
         chain: &[String],
         layers: &[Descriptor],
         sources: &[String],
-        mut early: Option<EarlyClone>,
-    ) -> Result<(), ExportError> {
-        let sn = self.client.snapshots();
-        let made = self
-            .make_chain_snapshots(chain, layers, sources, &mut early)
-            .await;
-        // An early clone not used (the snapshot existed, or the export failed) goes.
-        if let Some(early) = early {
-            let _ = sn.remove(&early.key).await;
-        }
-        made
-    }
-
-    async fn make_chain_snapshots(
-        &self,
-        chain: &[String],
-        layers: &[Descriptor],
-        sources: &[String],
-        early: &mut Option<EarlyClone>,
     ) -> Result<(), ExportError> {
         let sn = self.client.snapshots();
         // The snapshots below an existing one exist too (its parents): find the highest that
@@ -574,22 +601,6 @@ impl ImageExporter {
         for (i, (id, layer)) in chain.iter().zip(layers).enumerate().skip(have) {
             let parent = (i > 0).then(|| chain[i - 1].as_str());
             if let Some(source) = i.checked_sub(first_source).and_then(|j| sources.get(j)) {
-                if let Some(e) =
-                    early.take_if(|e| e.source == *source && e.parent.as_deref() == parent)
-                {
-                    match sn.commit(id, &e.key, &Labels::new()).await {
-                        Ok(()) => continue,
-                        // Another export made it meanwhile.
-                        Err(err) if err.is_already_exists() => {
-                            let _ = sn.remove(&e.key).await;
-                            continue;
-                        }
-                        Err(err) => {
-                            let _ = sn.remove(&e.key).await;
-                            tracing::debug!(layer = id, error = %err, "could not commit the early clone");
-                        }
-                    }
-                }
                 let started = std::time::Instant::now();
                 match self.clone_layer(id, parent, source).await {
                     Ok(()) => {
@@ -660,14 +671,9 @@ impl ImageExporter {
         source: &str,
     ) -> Result<String, ExportError> {
         let sn = self.client.snapshots();
-        let view = format!("export-clone-view-{}-{}", std::process::id(), unique());
         let key = format!("export-clone-{}-{}", std::process::id(), unique());
+        let (from, view) = self.layer_dir(source).await?;
         let result = async {
-            let from = sn
-                .view(&view, Some(source), &Labels::new())
-                .await
-                .map_err(ctr(format!("failed to view snapshot {source}")))?;
-            let from = upper_dir(source, &from)?;
             let to = sn
                 .prepare(&key, parent, &Labels::new())
                 .await
@@ -687,7 +693,7 @@ impl ImageExporter {
                 })
         }
         .await;
-        let _ = sn.remove(&view).await;
+        self.remove_view(view).await;
         match result {
             Ok(()) => Ok(key),
             Err(e) => {
@@ -697,45 +703,93 @@ impl ImageExporter {
         }
     }
 
-    /// The clone of the first of the `new` layers' snapshots onto `parent` (the base image's
-    /// top), made while the layers are written, when it will be needed: no `SOURCE_DATE_EPOCH`
-    /// (whose chain snapshots come from the blobs), and the layer not exported before (then its
-    /// chain snapshot most likely exists). `None` when not needed or not possible; the export
-    /// then clones as usual.
-    async fn early_clone(
+    /// Makes the chain snapshots of the `new` layers (their build snapshots, bottom first, on
+    /// `parent`, the base image's top) while their blobs are written: each is cloned from its
+    /// build snapshot and committed under its chain ID as soon as its diff ID arrives on
+    /// `diff_ids`. A clone whose parent is new is prepared before that, while the blob is still
+    /// being written — the first layer's too, unless an earlier export wrote its blob (then its
+    /// chain snapshot most likely exists). Best effort: it stops at the first problem or when
+    /// the writer does, and [`Self::ensure_chain_snapshots`] makes the rest.
+    async fn chain_while_writing(
         &self,
+        mut parent: Option<String>,
         new: &[String],
-        parent: Option<String>,
-        options: &ImageExportOptions,
-    ) -> Option<EarlyClone> {
-        if options.source_date_epoch.is_some() {
-            return None;
+        mut diff_ids: UnboundedReceiver<String>,
+        compression: Compression,
+    ) {
+        let sn = self.client.snapshots();
+        // Once one is missing, those above it are too (they would stand on it).
+        let mut missing = false;
+        for (i, source) in new.iter().enumerate() {
+            let ahead = missing || (i == 0 && !self.exported_before(source, compression).await);
+            let (diff_id, early) = tokio::join!(diff_ids.recv(), async {
+                match ahead {
+                    true => self.prepare_clone(parent.as_deref(), source).await.ok(),
+                    false => None,
+                }
+            });
+            let Some(diff_id) = diff_id else {
+                if let Some(key) = early {
+                    let _ = sn.remove(&key).await;
+                }
+                return;
+            };
+            let id = chain_id(parent.as_deref(), &diff_id);
+            if !missing {
+                match sn.stat(&id).await {
+                    Err(e) if e.is_not_found() => missing = true,
+                    found => {
+                        if let Some(key) = early {
+                            let _ = sn.remove(&key).await;
+                        }
+                        if let Err(e) = found {
+                            tracing::debug!(layer = id, error = %e, "could not stat a layer's snapshot");
+                            return;
+                        }
+                        parent = Some(id);
+                        continue;
+                    }
+                }
+            }
+            let key = match early {
+                Some(key) => key,
+                None => match self.prepare_clone(parent.as_deref(), source).await {
+                    Ok(key) => key,
+                    Err(e) => {
+                        tracing::debug!(layer = id, error = %e, "could not clone the build snapshot");
+                        return;
+                    }
+                },
+            };
+            match sn.commit(&id, &key, &Labels::new()).await {
+                Ok(()) => {}
+                // Another export made it meanwhile.
+                Err(e) if e.is_already_exists() => {
+                    let _ = sn.remove(&key).await;
+                }
+                Err(e) => {
+                    let _ = sn.remove(&key).await;
+                    tracing::debug!(layer = id, error = %e, "could not commit a layer's clone");
+                    return;
+                }
+            }
+            parent = Some(id);
         }
-        let source = new.first()?.clone();
-        let memo = layer_memo_label(options.compression, None);
-        let info = self.client.snapshots().stat(&source).await.ok()?;
-        if info.labels.contains_key(&memo) {
-            return None;
+    }
+
+    /// Whether an earlier export wrote `snapshot`'s layer with `compression` (its memo label).
+    async fn exported_before(&self, snapshot: &str, compression: Compression) -> bool {
+        let memo = layer_memo_label(compression, None);
+        match self.client.snapshots().stat(snapshot).await {
+            Ok(info) => info.labels.contains_key(&memo),
+            Err(_) => true,
         }
-        let key = self.prepare_clone(parent.as_deref(), &source).await.ok()?;
-        Some(EarlyClone {
-            source,
-            parent,
-            key,
-        })
     }
 }
 
 /// The chain ID of `base`'s top layer: the snapshot the build's new layers stand on.
 fn base_top(base: Option<&BaseImage>) -> Option<String> {
     base.and_then(|b| chain_ids(&b.config.diff_ids()).last().cloned())
-}
-
-/// A build snapshot's layer cloned into an active snapshot on `parent`, not yet named.
-struct EarlyClone {
-    source: String,
-    parent: Option<String>,
-    key: String,
 }
 
 /// The directory an active oxkit snapshot's changes go to, from its mounts
