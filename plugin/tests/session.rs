@@ -20,6 +20,7 @@ async fn serve(dir: &std::path::Path) -> (String, SessionRegistry) {
         containerd_address: dir.join("no-containerd.sock"),
         namespace: "buildkit".into(),
         max_parallelism: 1,
+        shim_idle: std::time::Duration::from_secs(3),
         registry: Default::default(),
     };
     let service = ControlService::new(config);

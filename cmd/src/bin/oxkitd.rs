@@ -38,6 +38,9 @@ struct DaemonArgs {
     /// How many build steps run at once [default: 4].
     #[arg(long, value_name = "N")]
     max_parallelism: Option<usize>,
+    /// Seconds the build steps' shared runc shim outlives the last step [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    shim_idle_seconds: Option<u64>,
     /// Socket of the Snapshots API that containerd's proxy plugin dials [default: /run/oxkit/snapshotter.sock].
     #[arg(long, value_name = "SOCK")]
     snapshotter_address: Option<PathBuf>,
@@ -123,6 +126,9 @@ fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.max_parallelism {
         config.max_parallelism = v;
+    }
+    if let Some(v) = args.shim_idle_seconds {
+        config.shim_idle_seconds = v;
     }
     if let Some(v) = args.snapshotter_address {
         config.snapshotter.address = v;

@@ -226,9 +226,12 @@ fn shims(fx: &Fixture) -> Vec<u32> {
 
 #[test]
 fn steps_share_one_shim_that_goes_away_when_the_daemon_is_idle() -> TestResult {
-    let Some(fx) = Fixture::start_with_busybox(BASE)? else {
+    let Some(mut fx) = Fixture::start_with_busybox(BASE)? else {
         return Ok(());
     };
+    // The default keeps the shim a minute; the configured idle time is what is honoured.
+    fx.restart_oxkitd_with_config("shim_idle_seconds = 2\n")?;
+    fx.wait_snapshotter_reachable()?;
     let steps: Vec<(String, String)> = (0..4)
         .map(|i| (format!("step {i}"), format!("echo {i} >> /steps")))
         .collect();

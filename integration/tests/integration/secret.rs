@@ -187,20 +187,29 @@ fn secret_mounts(fx: &Fixture) -> Vec<String> {
         .collect()
 }
 
-/// Waits until containerd has deleted every container (the steps' containers go in the
-/// background, and their records hold the env secrets until then).
+/// Waits until containerd has deleted every step's container (they go in the background, and
+/// their records hold the env secrets until then). The shim keeper, which holds no secret and
+/// outlives the steps, is not one.
 fn containers_gone(fx: &Fixture) -> Result<(), Box<dyn Error>> {
     eventually(
         "the steps' containers deleted",
         Duration::from_secs(30),
         || {
-            let listed = fx
-                .ctr(["containers", "ls", "-q"])
-                .map_err(|e| e.to_string())?;
-            if listed.trim().is_empty() {
+            let ls = |filters: &[&str]| {
+                let mut args = vec!["containers", "ls", "-q"];
+                args.extend(filters);
+                fx.ctr(args).map_err(|e| e.to_string())
+            };
+            let keepers = ls(&["labels.\"oxkit.shim-keeper\""])?;
+            let steps: Vec<String> = ls(&[])?
+                .lines()
+                .filter(|id| !keepers.lines().any(|k| k == *id))
+                .map(str::to_owned)
+                .collect();
+            if steps.is_empty() {
                 Ok(())
             } else {
-                Err(listed)
+                Err(steps.join("\n"))
             }
         },
     )?;

@@ -45,6 +45,7 @@ pub(crate) async fn worker(fx: &Fixture) -> Result<(Worker, Lease)> {
             git_dir: fx.dir().join("git"),
             http_dir: fx.dir().join("http"),
             registry: Default::default(),
+            shim_idle: std::time::Duration::from_secs(3),
         },
     )?;
     Ok((worker, lease))

@@ -61,6 +61,8 @@ pub struct BuildConfig {
     pub namespace: String,
     /// How many steps run at once.
     pub max_parallelism: usize,
+    /// How long the steps' shared runc shim outlives the last step.
+    pub shim_idle: std::time::Duration,
     /// How registries are reached (image pulls, pushes).
     pub registry: oxkit_registry::RegistryConfig,
 }
@@ -177,6 +179,7 @@ impl ControlService {
                 git_dir: c.root.join("git"),
                 http_dir: c.root.join("http"),
                 registry: c.registry.clone(),
+                shim_idle: c.shim_idle,
             },
         )
         .map_err(|e| Status::internal(e.to_string()))?;

@@ -24,6 +24,9 @@ pub struct Config {
     pub namespace: String,
     /// How many build steps run at once.
     pub max_parallelism: usize,
+    /// How long, in seconds, the shared runc shim of build steps outlives the last step: a
+    /// build started within it pays no shim start for its first step.
+    pub shim_idle_seconds: u64,
     /// The snapshotter containerd loads as proxy plugin `oxkit`.
     pub snapshotter: SnapshotterConfig,
     /// How registries are reached (plain-HTTP and insecure hosts, CA files, mirrors).
@@ -49,6 +52,7 @@ impl Default for Config {
             containerd_address: "/run/containerd/containerd.sock".into(),
             namespace: "buildkit".into(),
             max_parallelism: 4,
+            shim_idle_seconds: 60,
             snapshotter: SnapshotterConfig::default(),
             registry: RegistryConfig::default(),
         }
@@ -126,8 +130,13 @@ mod tests {
 
     #[test]
     fn file_overrides_defaults() {
-        let c = Config::parse("root = \"/srv/ox\"\n[snapshotter]\nmode = \"native\"\n").unwrap();
+        let c = Config::parse(
+            "root = \"/srv/ox\"\nshim_idle_seconds = 5\n[snapshotter]\nmode = \"native\"\n",
+        )
+        .unwrap();
         assert_eq!(c.root, PathBuf::from("/srv/ox"));
+        assert_eq!(c.shim_idle_seconds, 5);
+        assert_eq!(Config::default().shim_idle_seconds, 60);
         assert_eq!(c.snapshotter.mode, Mode::Native);
         assert_eq!(c.snapshotter.address, SnapshotterConfig::default().address);
     }

@@ -29,6 +29,7 @@ pub async fn run(
         containerd_address: config.containerd_address.clone(),
         namespace: config.namespace.clone(),
         max_parallelism: config.max_parallelism,
+        shim_idle: std::time::Duration::from_secs(config.shim_idle_seconds),
         registry: config.registry.clone(),
     });
     let stopper = build.stopper();

@@ -7,8 +7,9 @@
 //! of them. So while steps run, the worker keeps a *keeper* in a group: a container whose task is
 //! created but never started (runc waits in `runc init` for a start that never comes; its
 //! executable is an empty file that is never run). Steps join the keeper's group and share its
-//! shim. The keeper is deleted once no step has run for [`IDLE`], so an idle daemon leaves nothing
-//! running in containerd. Without a keeper (it could not be made) steps get no group: one shim
+//! shim. The keeper is deleted once no step has run for a while (`WorkerOptions::shim_idle`, a
+//! minute by default: builds a developer starts one after another find the shim running), so an
+//! idle daemon leaves nothing running in containerd. Without a keeper (it could not be made) steps get no group: one shim
 //! each, never a shim that is shutting down with its last container.
 //!
 //! A finished step's task and container are deleted in the background ([`ShimGroup::finish`]):
@@ -28,9 +29,6 @@ use tokio::sync::Notify;
 
 use crate::names::unique;
 
-/// How long the keeper outlives the last step.
-const IDLE: Duration = Duration::from_secs(3);
-
 /// How long after a failed keeper the worker tries again.
 const RETRY: Duration = Duration::from_secs(60);
 
@@ -48,6 +46,8 @@ pub(crate) struct ShimGroup {
     root: PathBuf,
     /// The worker's scratch dir (the keeper label's value).
     owner: String,
+    /// How long the keeper outlives the last step.
+    idle: Duration,
     /// Steps holding a [`GroupUse`].
     users: AtomicUsize,
     /// Background deletions of finished steps, and their end.
@@ -89,7 +89,7 @@ impl Drop for GroupUse {
             let shims = self.shims.clone();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
-                    tokio::time::sleep(IDLE).await;
+                    tokio::time::sleep(shims.idle).await;
                     shims.release_if_idle().await;
                 });
             }
@@ -98,12 +98,14 @@ impl Drop for GroupUse {
 }
 
 impl ShimGroup {
-    /// The group of `client`'s steps; the keeper's root lives in `scratch`.
-    pub(crate) fn new(client: Client, scratch: &Path) -> Self {
+    /// The group of `client`'s steps; the keeper's root lives in `scratch`, and the keeper
+    /// goes once no step has run for `idle`.
+    pub(crate) fn new(client: Client, scratch: &Path, idle: Duration) -> Self {
         Self {
             client,
             root: scratch.join("keeper"),
             owner: scratch.display().to_string(),
+            idle,
             users: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             settled: Notify::new(),

@@ -138,6 +138,8 @@ pub struct WorkerOptions {
     pub http_dir: PathBuf,
     /// How registries are reached when an image is pulled.
     pub registry: oxkit_registry::RegistryConfig,
+    /// How long the steps' shared runc shim outlives the last step.
+    pub shim_idle: std::time::Duration,
 }
 
 /// Runs ops on containerd snapshots. Cheap to clone; clones share everything.
@@ -192,7 +194,11 @@ impl Worker {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                shims: Arc::new(ShimGroup::new(client.clone(), &options.scratch_dir)),
+                shims: Arc::new(ShimGroup::new(
+                    client.clone(),
+                    &options.scratch_dir,
+                    options.shim_idle,
+                )),
                 client,
                 mounter,
                 scratch: options.scratch_dir,
