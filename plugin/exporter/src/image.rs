@@ -723,9 +723,10 @@ impl ImageExporter {
         for (i, source) in new.iter().enumerate() {
             let ahead = missing || (i == 0 && !self.exported_before(source, compression).await);
             let (diff_id, early) = tokio::join!(diff_ids.recv(), async {
-                match ahead {
-                    true => self.prepare_clone(parent.as_deref(), source).await.ok(),
-                    false => None,
+                if ahead {
+                    self.prepare_clone(parent.as_deref(), source).await.ok()
+                } else {
+                    None
                 }
             });
             let Some(diff_id) = diff_id else {
