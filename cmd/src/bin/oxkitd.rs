@@ -38,7 +38,7 @@ struct DaemonArgs {
     /// How many build steps run at once [default: 4].
     #[arg(long, value_name = "N")]
     max_parallelism: Option<usize>,
-    /// Seconds the build steps' shared runc shim outlives the last step [default: 60].
+    /// Seconds the build steps' shared runc shim outlives the last step [default: 300].
     #[arg(long, value_name = "SECONDS")]
     shim_idle_seconds: Option<u64>,
     /// Socket of the Snapshots API that containerd's proxy plugin dials [default: /run/oxkit/snapshotter.sock].

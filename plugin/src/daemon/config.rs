@@ -52,7 +52,7 @@ impl Default for Config {
             containerd_address: "/run/containerd/containerd.sock".into(),
             namespace: "buildkit".into(),
             max_parallelism: 4,
-            shim_idle_seconds: 60,
+            shim_idle_seconds: 300,
             snapshotter: SnapshotterConfig::default(),
             registry: RegistryConfig::default(),
         }
@@ -136,7 +136,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.root, PathBuf::from("/srv/ox"));
         assert_eq!(c.shim_idle_seconds, 5);
-        assert_eq!(Config::default().shim_idle_seconds, 60);
+        assert_eq!(Config::default().shim_idle_seconds, 300);
         assert_eq!(c.snapshotter.mode, Mode::Native);
         assert_eq!(c.snapshotter.address, SnapshotterConfig::default().address);
     }

@@ -7,9 +7,9 @@
 //! of them. So while steps run, the worker keeps a *keeper* in a group: a container whose task is
 //! created but never started (runc waits in `runc init` for a start that never comes; its
 //! executable is an empty file that is never run). Steps join the keeper's group and share its
-//! shim. The keeper is deleted once no step has run for a while (`WorkerOptions::shim_idle`, a
-//! minute by default: builds a developer starts one after another find the shim running), so an
-//! idle daemon leaves nothing running in containerd. Without a keeper (it could not be made) steps get no group: one shim
+//! shim. The keeper is deleted once no step has run for a while (`WorkerOptions::shim_idle`; oxkitd's
+//! `shim_idle_seconds`, five minutes by default: the builds of an edit-and-build session find
+//! the shim running), so an idle daemon leaves nothing running in containerd. Without a keeper (it could not be made) steps get no group: one shim
 //! each, never a shim that is shutting down with its last container.
 //!
 //! A finished step's task and container are deleted in the background ([`ShimGroup::finish`]):
