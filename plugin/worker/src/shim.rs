@@ -7,10 +7,11 @@
 //! of them. So while steps run, the worker keeps a *keeper* in a group: a container whose task is
 //! created but never started (runc waits in `runc init` for a start that never comes; its
 //! executable is an empty file that is never run). Steps join the keeper's group and share its
-//! shim. The keeper is deleted once no step has run for a while (`WorkerOptions::shim_idle`; oxkitd's
-//! `shim_idle_seconds`, five minutes by default: the builds of an edit-and-build session find
-//! the shim running), so an idle daemon leaves nothing running in containerd. Without a keeper (it could not be made) steps get no group: one shim
-//! each, never a shim that is shutting down with its last container.
+//! shim. The keeper is deleted once no step has run for a while (`WorkerOptions::shim_idle`;
+//! oxkitd's `shim_idle_seconds`, five minutes by default: the builds of an edit-and-build
+//! session find the shim running), so an idle daemon leaves nothing running in containerd.
+//! Without a keeper (it could not be made) steps get no group: one shim each, never a shim that
+//! is shutting down with its last container.
 //!
 //! A finished step's task and container are deleted in the background ([`ShimGroup::finish`]):
 //! containerd 1.6 deletes a task only after its shim's clean-up, which the next step need not
@@ -50,6 +51,9 @@ pub(crate) struct ShimGroup {
     idle: Duration,
     /// Steps holding a [`GroupUse`].
     users: AtomicUsize,
+    /// How many times `users` fell to zero: an idle timer started before the last time does
+    /// not remove the keeper.
+    idled: AtomicUsize,
     /// Background deletions of finished steps, and their end.
     pending: AtomicUsize,
     settled: Notify,
@@ -87,10 +91,11 @@ impl Drop for GroupUse {
     fn drop(&mut self) {
         if self.shims.users.fetch_sub(1, Ordering::AcqRel) == 1 {
             let shims = self.shims.clone();
+            let idled = shims.idled.fetch_add(1, Ordering::AcqRel) + 1;
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
                     tokio::time::sleep(shims.idle).await;
-                    shims.release_if_idle().await;
+                    shims.release_if_idle(idled).await;
                 });
             }
         }
@@ -107,6 +112,7 @@ impl ShimGroup {
             owner: scratch.display().to_string(),
             idle,
             users: AtomicUsize::new(0),
+            idled: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             settled: Notify::new(),
             state: Default::default(),
@@ -140,10 +146,11 @@ impl ShimGroup {
         }
     }
 
-    /// Removes the keeper (and with it the shim) if no step has joined since the last left.
-    async fn release_if_idle(&self) {
+    /// Removes the keeper (and with it the shim) if the group has stayed idle since the fall
+    /// to idle that started this timer (`idled`: the count of falls then).
+    async fn release_if_idle(&self, idled: usize) {
         let mut state = self.state.lock().await;
-        if self.users.load(Ordering::Acquire) == 0 {
+        if self.users.load(Ordering::Acquire) == 0 && self.idled.load(Ordering::Acquire) == idled {
             if let Some(keeper) = state.keeper.take() {
                 remove_keeper(&self.client, &keeper.container_id).await;
             }
