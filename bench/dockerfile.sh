@@ -17,6 +17,10 @@
 # into the tool's own store; oxkit's layers are written with COMPRESSION (default uncompressed,
 # as docker's and buildah's local stores keep theirs). Peers are set up by bench/peers.sh; one
 # that cannot run is reported and left out. Figures are printed, never asserted.
+# Before each timed build an untimed `sync` writes out what the previous builds (any tool's)
+# left dirty: without it, the tool that follows buildah's 200 MB builds (oxkit, first in each
+# round) waits behind their writeback — a tiny build measured 225 ms right after one and 95 ms
+# five seconds later. Each tool still pays for its own writes and fsyncs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,6 +81,7 @@ build() {
   local tool=$1 sc=$2 nc=() t0 t1 dir="$S/$2" log="$T/$1.$2.$3.log"
   case $sc in one-file|no-change) dir=$S/many-files ;; esac
   [ "$3" = nocache ] && nc=(--no-cache)
+  sync
   t0=$(now)
   case $tool in
     oxkit) XDG_STATE_HOME=$T/oxstate "$BIN/oxctl" build "${nc[@]}" --progress plain \

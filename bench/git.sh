@@ -135,6 +135,7 @@ fresh_out() { rm -rf "$T/out" "$T/floor" "$T/idx"; }
 timed() {  # name, command…: runs it with its output in $T/NAME.log
   local name=$1 t0 t1; shift
   fresh_out
+  sync  # untimed: what the last run wrote is on disk, so no run waits behind another's writeback
   t0=$(now)
   "$@" >"$T/$name.log" 2>&1 || { say "$name failed:"; tail -20 "$T/$name.log" >&2; return 1; }
   t1=$(now)

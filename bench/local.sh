@@ -21,7 +21,9 @@
 # are written uncompressed (COMPRESSION), as docker's and buildah's local stores keep theirs.
 # The peers' Dockerfile (`FROM busybox:bench` + `COPY . /app`) sits outside the context, so all
 # three copy the same files. Peers are set up as in bench/build.sh (bench/peers.sh); one that
-# cannot run is reported and left out. Figures are printed, never asserted.
+# cannot run is reported and left out. Figures are printed, never asserted. Before each timed
+# build or floor an untimed `sync` writes out what came before (the tool that follows another's
+# 200 MB writes would otherwise wait behind their writeback); each still pays for its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +66,7 @@ build() {
                buildah_ pull -q "oci-archive:$T/busybox.tar" >/dev/null ;;
     esac
   fi
+  sync
   t0=$(now)
   case $tool in
     oxkit) XDG_STATE_HOME=$T/oxstate "$BIN/oxctl" build "${nc[@]}" --progress plain \
@@ -82,6 +85,7 @@ build() {
 floor() {  # floor cold|one|nothing -> elapsed ns (nothing: the walk alone; 150 ms added later)
   local t0 t1
   rm -rf "$T/floor" && mkdir "$T/floor"
+  sync
   t0=$(now)
   case $1 in
     cold) tar -c -C "$CTX" . | tar -x -C "$T/floor" ;;
