@@ -491,15 +491,19 @@ impl ImageExporter {
                 let io = |what: String| move |source| ExportError::Io { what, source };
                 let file = std::fs::File::create(&path)
                     .map_err(io(format!("failed to open {}", path.display())))?;
-                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+                let mut out = std::io::BufWriter::with_capacity(
+                    1 << 20,
+                    crate::writeback::Writeback::new(file),
+                );
                 let layer =
                     write_layer(&upper, &mut out, &opts).map_err(|source| ExportError::Layer {
                         snapshot: snap,
                         source,
                     })?;
-                let file = out.into_inner().map_err(|e| {
-                    io(format!("failed to write {}", path.display()))(e.into_error())
-                })?;
+                let file = out
+                    .into_inner()
+                    .map_err(|e| io(format!("failed to write {}", path.display()))(e.into_error()))?
+                    .into_inner();
                 // containerd may adopt the file as it is (see `Content::write_file`): it must be
                 // on disk and read-only first, as containerd's own commits are.
                 file.sync_all()

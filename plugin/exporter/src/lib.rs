@@ -23,6 +23,7 @@ mod oci;
 mod options;
 mod push;
 mod spec;
+mod writeback;
 
 pub use config::ConfigChanges;
 pub use error::ExportError;
