@@ -263,7 +263,8 @@ impl Fixture {
     }
 
     /// Restarts oxkitd with `toml` as its `--config` file (the fixture's flags still set the
-    /// root and the sockets).
+    /// root and the sockets), and waits until containerd's calls reach it again (if containerd
+    /// runs): a build right after the restart would otherwise race containerd's reconnection.
     pub fn restart_oxkitd_with_config(&mut self, toml: &str) -> Result<(), FixtureError> {
         let path = self.dir.join("oxkitd.toml");
         fs::write(&path, toml).map_err(|source| FixtureError::Io {
@@ -272,7 +273,11 @@ impl Fixture {
             source,
         })?;
         self.oxkitd_config = Some(path);
-        self.restart_oxkitd()
+        self.restart_oxkitd()?;
+        if self.containerd.is_some() {
+            self.wait_snapshotter_reachable()?;
+        }
+        Ok(())
     }
 
     /// Stops oxkitd with SIGTERM and returns its exit status. It is an error if SIGTERM did not stop it

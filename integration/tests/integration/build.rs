@@ -231,7 +231,6 @@ fn steps_share_one_shim_that_goes_away_when_the_daemon_is_idle() -> TestResult {
     };
     // The default keeps the shim five minutes; the configured idle time is what is honoured.
     fx.restart_oxkitd_with_config("shim_idle_seconds = 2\n")?;
-    fx.wait_snapshotter_reachable()?;
     let steps: Vec<(String, String)> = (0..4)
         .map(|i| (format!("step {i}"), format!("echo {i} >> /steps")))
         .collect();
