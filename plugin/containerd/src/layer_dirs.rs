@@ -27,6 +27,9 @@ pub(crate) struct LayerDirs {
 #[derive(Debug, Default)]
 struct Kept {
     dirs: HashMap<Id, PathBuf>,
+    /// Ids in the order they were remembered, oldest first. An id forgotten since (committed
+    /// under a name, removed) stays until its turn to go comes, so no call walks the queue; an
+    /// id remembered again meanwhile may then be forgotten early, and a view answers for it.
     order: VecDeque<Id>,
 }
 
@@ -44,20 +47,15 @@ impl LayerDirs {
 
     /// Active snapshot `key` was committed as `name`: the same directory, under its new name.
     pub(crate) fn committed(&self, key: &Id, name: Id) {
-        let mut kept = self.lock();
-        if let Some(dir) = kept.dirs.remove(key) {
-            kept.order.retain(|k| k != key);
-            drop(kept);
+        let dir = self.lock().dirs.remove(key);
+        if let Some(dir) = dir {
             self.insert(name, dir);
         }
     }
 
     /// Snapshot `id` was removed.
     pub(crate) fn removed(&self, id: &Id) {
-        let mut kept = self.lock();
-        if kept.dirs.remove(id).is_some() {
-            kept.order.retain(|k| k != id);
-        }
+        self.lock().dirs.remove(id);
     }
 
     /// The layer directory of `id`, if remembered and still a directory.

@@ -2,7 +2,8 @@
 //! every [`STEP`] bytes, so that the `fsync` a layer blob needs before containerd adopts it
 //! finds most of the file on disk already: the disk writes while the layer is still being
 //! produced, instead of after it. A sync still running when the next step is reached is not
-//! waited for (the next one covers both); [`Writeback::into_inner`] waits for the last.
+//! waited for (the next one covers both); [`Writeback::into_inner`] waits for the last. The
+//! helper starts at the first step: a file smaller than one never has it.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -17,31 +18,37 @@ pub(crate) struct Writeback {
     file: File,
     /// Bytes written since the last background sync was asked for.
     pending: u64,
-    /// Asks the helper for a sync; none if the file could not be shared with one.
+    /// Asks the helper for a sync, once started.
     syncs: Option<(SyncSender<()>, JoinHandle<()>)>,
+    /// Whether the helper could not be started (then the file is written as a plain one).
+    unhelped: bool,
 }
 
 impl Writeback {
     pub(crate) fn new(file: File) -> Self {
-        let syncs = file.try_clone().ok().and_then(|shared| {
-            let (tx, rx) = sync_channel::<()>(1);
-            std::thread::Builder::new()
-                .name("oxkit-writeback".into())
-                .spawn(move || {
-                    // A failed sync here is not reported: the final sync of the whole file
-                    // reports it.
-                    while rx.recv().is_ok() {
-                        let _ = shared.sync_data();
-                    }
-                })
-                .ok()
-                .map(|helper| (tx, helper))
-        });
         Writeback {
             file,
             pending: 0,
-            syncs,
+            syncs: None,
+            unhelped: false,
         }
+    }
+
+    /// Starts the helper, with its own handle on the file.
+    fn start_helper(&self) -> Option<(SyncSender<()>, JoinHandle<()>)> {
+        let shared = self.file.try_clone().ok()?;
+        let (tx, rx) = sync_channel::<()>(1);
+        let helper = std::thread::Builder::new()
+            .name("oxkit-writeback".into())
+            .spawn(move || {
+                // A failed sync here is not reported: the final sync of the whole file
+                // reports it.
+                while rx.recv().is_ok() {
+                    let _ = shared.sync_data();
+                }
+            })
+            .ok()?;
+        Some((tx, helper))
     }
 
     /// The file, once the background syncs are over (for the final sync).
@@ -58,11 +65,18 @@ impl Write for Writeback {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = self.file.write(data)?;
         self.pending += n as u64;
-        if self.pending >= STEP {
+        if self.pending >= STEP && !self.unhelped {
+            if self.syncs.is_none() {
+                self.syncs = self.start_helper();
+                self.unhelped = self.syncs.is_none();
+            }
             if let Some((tx, _)) = &self.syncs {
                 match tx.try_send(()) {
                     Ok(()) | Err(TrySendError::Full(())) => self.pending = 0,
-                    Err(TrySendError::Disconnected(())) => self.syncs = None,
+                    Err(TrySendError::Disconnected(())) => {
+                        self.syncs = None;
+                        self.unhelped = true;
+                    }
                 }
             }
         }
