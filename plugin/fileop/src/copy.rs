@@ -327,7 +327,12 @@ pub(crate) fn copy(
         sharer: Sharer::new(paths, src_root, dest_root),
         made_dirs: created.iter().cloned().collect(),
     };
-    for sel in &sources {
+    for (i, sel) in sources.iter().enumerate() {
+        // A directory made for an earlier source may hold its files now: only those made for
+        // this one are known to be empty of anything but what this source puts there.
+        if i > 0 {
+            copier.made_dirs.clear();
+        }
         // Docker's ADD: an archive (told by content) is extracted into `dest`, a directory.
         if c.attempt_unpack && sel.meta.is_file() && unpack::is_archive(&sel.host) {
             created.extend(mkdir_all(
@@ -363,7 +368,7 @@ pub(crate) fn copy(
                 .unwrap_or(dest_root)
                 .to_path_buf()
         };
-        created.extend(mkdir_all(
+        let made = mkdir_all(
             ACTION,
             &dest_clean,
             dest_root,
@@ -371,7 +376,10 @@ pub(crate) fn copy(
             0o755,
             owner,
             c.timestamp,
-        )?);
+        )?;
+        // `COPY dir /new`: the destination made here is as new as those made above.
+        copier.made_dirs.extend(made.iter().cloned());
+        created.extend(made);
         let entries = collect(sel, &filter)?;
         copier.copy_entries(&sel.path, &entries, &target)?;
     }
@@ -386,9 +394,10 @@ struct Copier<'a> {
     inodes: HashMap<(u64, u64), PathBuf>,
     /// Shares files by hard links where the mounts allow ([`crate::share`]).
     sharer: Option<Sharer<'a>>,
-    /// Directories this copy made: what goes into them cannot exist yet, so it needs no
-    /// `lstat` (one per file saved; `create_new` below still refuses anything planted there),
-    /// and overlayfs knows nothing of their contents, so files may be linked into them.
+    /// Directories made for the source being copied: what goes into them cannot exist yet, so
+    /// it needs no `lstat` (one per file saved; `create_new` below still refuses anything
+    /// planted there), and overlayfs knows nothing of their contents, so files may be linked
+    /// into them.
     made_dirs: HashSet<PathBuf>,
 }
 

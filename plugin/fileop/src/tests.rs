@@ -549,6 +549,24 @@ fn copy_wildcards() {
 }
 
 #[test]
+fn copy_of_two_sources_into_a_new_directory_keeps_the_later_file() {
+    let env = Env::new();
+    env.write_src("e1/x", "first");
+    env.write_src("e1/only1", "1");
+    env.write_src("e2/x", "second");
+    for dest in ["/merged/", "/merged"] {
+        env.copy(Copy {
+            dir_copy_contents: true,
+            ..cp("/e*", dest)
+        })
+        .unwrap();
+        let d = dest.trim_matches('/');
+        assert_eq!(env.read_dest(&format!("{d}/x")), "second");
+        assert_eq!(env.read_dest(&format!("{d}/only1")), "1");
+    }
+}
+
+#[test]
 fn copy_follow_symlink_or_not() {
     let env = Env::new();
     env.write_src("real", "content");
@@ -1339,6 +1357,38 @@ fn a_directorys_contents_copy_onto_the_root() {
     assert_eq!(env.read_dest("top"), "top\n");
     assert!(!env.dest.join("rootfs").exists());
     env.outside_untouched();
+}
+
+#[test]
+fn a_copy_into_a_directory_it_creates_shares_files_as_dockerfile_copy_writes_it() {
+    // `COPY . /app`: the frontend's destination has no trailing slash, and the copy makes /app.
+    let env = Env::new();
+    env.write_src("a", "a");
+    env.write_src("d/b", "b");
+    let paths = LayerPaths {
+        source: Some((env.src.clone(), vec![env.src.clone()])),
+        dest: Some((env.dest.clone(), env.dest.clone())),
+        ..Default::default()
+    };
+    apply(
+        &env.dest,
+        &act(FileActionKind::Copy(Copy {
+            dir_copy_contents: true,
+            ..cp("/", "/app")
+        })),
+        Some(&env.src),
+        &env.users(),
+        Some(&paths),
+    )
+    .unwrap();
+    let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
+    for rel in ["a", "d/b"] {
+        assert_eq!(
+            ino(&env.dest.join("app").join(rel)),
+            ino(&env.src.join(rel)),
+            "{rel} is shared"
+        );
+    }
 }
 
 #[test]
