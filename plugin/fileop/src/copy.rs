@@ -460,9 +460,12 @@ impl Copier<'_> {
                 dirs.push((t, e, created));
                 continue;
             }
-            if in_made_dir && e.meta.is_file() && self.keeps_meta(&e.meta) {
+            if e.meta.is_file() && self.keeps_meta(&e.meta) {
                 if let Some(sharer) = self.sharer.as_mut() {
-                    if sharer.link(&e.host, &e.meta, &t) {
+                    // A new name: in a directory this source made, or one found missing in a
+                    // mount nothing reads through after this action ([`crate::share`]).
+                    let new_name = in_made_dir || (existing.is_none() && sharer.last_use);
+                    if new_name && sharer.link(&e.host, &e.meta, &t) {
                         continue;
                     }
                 }

@@ -6,10 +6,14 @@
 //!
 //! This is sound because a committed snapshot's layers never change (every later write goes to
 //! a new snapshot's upper directory; overlayfs copies a file up before changing it), and the
-//! link is made only where the copy itself created the parent directory through the mount, so
-//! overlayfs has cached nothing about the name. Anything else — a file in a directory that
-//! existed, an owner, mode or time the copy changes, a source not found in a layer with the
-//! same inode, a failed link (another filesystem, too many links) — is copied as before.
+//! link is made only where overlayfs cannot show a stale name: where the copy itself created
+//! the parent directory through the mount, so overlayfs has cached nothing about the name; or,
+//! for a name the copy found missing, when the destination's mount is unmounted right after
+//! the action ([`LayerPaths::dest_last_use`]), so nothing reads that name through it again —
+//! and only if the parent directory already is in the upper directory (the link fails
+//! otherwise). Anything else — an existing file, an owner, mode or time the copy changes, a
+//! source not found in a layer with the same inode, a failed link (another filesystem, too many
+//! links, a parent only in a lower layer) — is copied as before.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -27,6 +31,10 @@ pub struct LayerPaths {
     /// a file linked once is copied the next time, so two copies of one source file stay two
     /// files (a hard link between them would change the layer), as they are in BuildKit.
     pub linked: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<u64>>>,
+    /// The destination's mount is unmounted right after this action: no later read goes
+    /// through it, so a file may be linked under a name the action looked up and found missing
+    /// (`COPY --from=stage /bin/app /app` into an existing directory).
+    pub dest_last_use: bool,
 }
 
 /// Finds source files in their layers and links them into the destination's upper directory.
@@ -36,6 +44,8 @@ pub(crate) struct Sharer<'a> {
     dest_root: &'a Path,
     dest_upper: &'a Path,
     linked: &'a std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// [`LayerPaths::dest_last_use`].
+    pub(crate) last_use: bool,
     /// For a directory (relative to the source root), the layers that have it as a directory.
     dirs: HashMap<PathBuf, Vec<usize>>,
 }
@@ -56,6 +66,7 @@ impl<'a> Sharer<'a> {
             dest_root,
             dest_upper,
             linked: &paths.linked,
+            last_use: paths.dest_last_use,
             dirs: HashMap::new(),
         })
     }

@@ -1392,6 +1392,56 @@ fn a_copy_into_a_directory_it_creates_shares_files_as_dockerfile_copy_writes_it(
 }
 
 #[test]
+fn a_file_copied_into_an_existing_directory_is_shared_only_on_the_mounts_last_use() {
+    // `COPY --from=stage /a /a`: the destination's root existed before the copy.
+    let env = Env::new();
+    env.write_src("a", "a");
+    env.write_src("b", "b");
+    let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
+    for (file, last_use) in [("a", true), ("b", false)] {
+        let paths = LayerPaths {
+            source: Some((env.src.clone(), vec![env.src.clone()])),
+            dest: Some((env.dest.clone(), env.dest.clone())),
+            dest_last_use: last_use,
+            ..Default::default()
+        };
+        let path = format!("/{file}");
+        apply(
+            &env.dest,
+            &act(FileActionKind::Copy(cp(&path, &path))),
+            Some(&env.src),
+            &env.users(),
+            Some(&paths),
+        )
+        .unwrap();
+        assert_eq!(env.read_dest(file), file);
+        let shared = ino(&env.dest.join(file)) == ino(&env.src.join(file));
+        assert_eq!(shared, last_use, "{file}: shared only on the last use");
+    }
+    // A name that exists is replaced by a copy, never linked over.
+    env.write_src("etc/passwd", "not the image's");
+    let paths = LayerPaths {
+        source: Some((env.src.clone(), vec![env.src.clone()])),
+        dest: Some((env.dest.clone(), env.dest.clone())),
+        dest_last_use: true,
+        ..Default::default()
+    };
+    apply(
+        &env.dest,
+        &act(FileActionKind::Copy(cp("/etc/passwd", "/etc/passwd"))),
+        Some(&env.src),
+        &env.users(),
+        Some(&paths),
+    )
+    .unwrap();
+    assert_eq!(env.read_dest("etc/passwd"), "not the image's");
+    assert_ne!(
+        ino(&env.dest.join("etc/passwd")),
+        ino(&env.src.join("etc/passwd"))
+    );
+}
+
+#[test]
 fn a_copy_shares_files_it_keeps_as_they_are_and_mkfile_never_writes_through() {
     let env = Env::new();
     env.write_src("d/keep", "kept");

@@ -274,6 +274,8 @@ impl FileOpOp {
                     .and_then(Mount::active_upper)
                     .map(|upper| (dest.clone(), upper)),
                 linked: std::sync::Arc::clone(&linked),
+                // Committed or detached (unmounted) right after; a fused result stays mounted.
+                dest_last_use: !fused[planned.index],
             };
             let action_owned = action.clone();
             let dest_dir = dest.clone();
