@@ -4,7 +4,8 @@
 #
 #   bash bench/build.sh            # as root; defaults below, override with the env vars
 #
-# Scenarios (median of ROUNDS rounds each, tools interleaved within a round):
+# Scenarios (median of ROUNDS rounds each, tools interleaved within a round in serpentine order,
+# see round_order in bench/peers.sh):
 #   per-step  cold build of STEPS `RUN true # step i` steps minus a cold build of 1 step,
 #             divided by STEPS-1 (oxctl build --no-cache; docker build --no-cache;
 #             buildah bud --no-cache --layers)
@@ -55,7 +56,7 @@ for tool in "${AVAILABLE[@]}"; do build "$tool" 1 cold >/dev/null; done
 
 declare -A COLD1 COLDN CACHED
 for r in $(seq "$ROUNDS"); do
-  for tool in "${AVAILABLE[@]}"; do
+  for tool in $(round_order "$r"); do
     COLD1[$tool]+="$(build "$tool" 1 cold) "
     COLDN[$tool]+="$(build "$tool" "$STEPS" cold) "
     build "$tool" "$STEPS" cached >/dev/null          # first identical build (fills any gap)

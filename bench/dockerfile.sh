@@ -5,7 +5,8 @@
 #
 #   bash bench/dockerfile.sh       # as root; ROUNDS (default 3), PEERS, BUILDAH_*, COMPRESSION
 #
-# Scenarios (median of ROUNDS rounds; in a round each tool runs every scenario in turn):
+# Scenarios (median of ROUNDS rounds; in a round each tool runs every scenario in turn, the tools
+# in serpentine order: listed order in odd rounds, reversed in even ones, see round_order in bench/peers.sh):
 #   tiny         FROM busybox + RUN echo + ENV + CMD, --no-cache.
 #   many-files   COPY . /app of a 5,000-file, ~25 MB context, --no-cache.
 #   big-files    COPY of a context of two 100 MB files, --no-cache.
@@ -99,7 +100,7 @@ build() {
 SCENARIOS=(tiny many-files big-files multi-stage one-file no-change)
 declare -A TIMES
 for r in $(seq "$ROUNDS"); do
-  for tool in "${AVAILABLE[@]}"; do
+  for tool in $(round_order "$r"); do
     for sc in tiny many-files big-files multi-stage; do
       TIMES[$tool.$sc]+="$(build "$tool" "$sc" nocache) "
     done

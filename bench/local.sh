@@ -6,7 +6,8 @@
 #
 #   bash bench/local.sh            # as root; ROUNDS (default 3), DIRS x FILES, PEERS, BUILDAH_*
 #
-# Scenarios (median of ROUNDS rounds; within a round each tool runs the three in turn):
+# Scenarios (median of ROUNDS rounds; within a round each tool runs the three in turn, the tools
+# in serpentine order, see round_order in bench/peers.sh):
 #   cold         the first build of the context. oxkit: a new client id (a fresh XDG_STATE_HOME),
 #                so the daemon has no copy of the directory, and --no-cache; BuildKit: its cache,
 #                with its copy of the context, dropped by `docker builder prune -af`, and
@@ -101,7 +102,7 @@ floor() {  # floor cold|one|nothing -> elapsed ns (nothing: the walk alone; 150 
 declare -A COLD ONE NOTHING
 SENT=
 for r in $(seq "$ROUNDS"); do
-  for tool in "${AVAILABLE[@]}"; do
+  for tool in $(round_order "$r"); do
     COLD[$tool]+="$(build "$tool" cold) "
     # oxkit's context transfer alone, as its progress reports it ("… sent … in 0.55s;").
     [ "$tool" = oxkit ] && SENT+="$(sed -n 's/.*local:\/\/context: .* sent .* in \([0-9.]*\)s;.*/\1/p' \

@@ -29,6 +29,10 @@ now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }   # median of a space-separated list
 ms() { awk -v ns="$1" 'BEGIN {printf "%.1f", ns/1e6}'; }
+# The tools of round $1 in serpentine order: as listed in odd rounds, reversed in even ones, so
+# no tool always runs right after the same one (the disk stays slow for seconds after a tool's
+# large writes, even past the `sync`; buildah, listed last, writes the most).
+round_order() { if (( $1 % 2 )); then echo "${AVAILABLE[@]}"; else printf '%s\n' "${AVAILABLE[@]}" | tac | xargs; fi; }
 ratio() { [[ $1 == n/a || $2 == n/a ]] && { echo n/a; return; }; awk -v a="$1" -v b="$2" 'BEGIN {if (b <= 0) print "n/a"; else printf "%.2f", a/b}'; }
 docker_() { DOCKER_HOST="unix://$T/docker.sock" DOCKER_CONFIG="$T/docker-config" DOCKER_BUILDKIT=1 "$DOCKER" "$@"; }
 buildah_() { buildah --root "$T/buildah/root" --runroot "$T/buildah/run" --storage-driver "$BUILDAH_DRIVER" "$@"; }
