@@ -6,7 +6,7 @@
 #   bash bench/dockerfile.sh       # as root; ROUNDS (default 3), PEERS, BUILDAH_*, COMPRESSION
 #
 # Scenarios (median of ROUNDS rounds; in a round each tool runs every scenario in turn, the tools
-# in serpentine order: listed order in odd rounds, reversed in even ones, see round_order in bench/peers.sh):
+# in serpentine order: as listed in odd rounds, reversed in even ones; round_order in peers.sh):
 #   tiny         FROM busybox + RUN echo + ENV + CMD, --no-cache.
 #   many-files   COPY . /app of a 5,000-file, ~25 MB context, --no-cache.
 #   big-files    COPY of a context of two 100 MB files, --no-cache.
