@@ -15,7 +15,7 @@
 # Scenarios (median of ROUNDS rounds, tools interleaved within a round):
 #   first build  oxkit: `llbgen git --url URL#main | oxctl build --no-cache --output
 #                type=local,dest=…` with an empty git cache (the contents of `<oxkitd root>/git`
-#                are removed before each round: the same daemon, no bare repository);
+#                are moved aside before each round: the same daemon, no bare repository);
 #                shallow floor: `git init` + `git fetch --depth 1 URL refs/heads/main` +
 #                `git checkout FETCH_HEAD`; clone: `git clone URL` (full history + checkout);
 #                BuildKit: `docker build --no-cache --output type=local,dest=… URL#main` after
@@ -25,7 +25,8 @@
 #                `--no-cache` build of URL#COMMIT (checkout + export); floor: `git checkout` of
 #                the commit from the shallow repository into an empty directory; BuildKit:
 #                `--no-cache` build of URL#COMMIT.
-# Every tool writes the 50 MB tree to a fresh directory. Figures are printed, never asserted;
+# Every tool writes the 50 MB tree to a fresh directory; earlier output is moved aside, not
+# deleted, between runs (`discard` in bench/peers.sh). Figures are printed, never asserted;
 # BuildKit is left out (with a message) when it cannot run here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -131,7 +132,7 @@ URL=git://127.0.0.1:$PORT/repo.git
 "$BIN/llbgen" git --url "$URL#$COMMIT" >"$T/llb.pinned"
 
 # --- one run of each, timed (elapsed ns on stdout; the tree lands in $T/out) -------------------
-fresh_out() { rm -rf "$T/out" "$T/floor" "$T/idx"; }
+fresh_out() { discard "$T/out" "$T/floor" "$T/idx"; }
 timed() {  # name, command…: runs it with its output in $T/NAME.log
   local name=$1 t0 t1; shift
   fresh_out
@@ -178,11 +179,11 @@ fi
 
 declare -A COLD WARM
 for r in $(seq "$ROUNDS"); do
-  rm -rf "$T/shallow"
+  discard "$T/shallow"
   COLD[shallow]+="$(timed shallow shallow) "
   mv "$T/floor" "$T/shallow"
   COLD[clone]+="$(timed clone clone) "
-  rm -rf "$WORK/oxkit/git/"*                       # an empty git cache; the daemon keeps running
+  discard "$WORK/oxkit/git/"*                      # an empty git cache; the daemon keeps running
   COLD[oxkit]+="$(timed oxkit oxkit_build "$T/llb.main") "
   [ "$r" = 1 ] && check_tree oxkit
   grep -q "fetched $URL" "$T/oxkit.log" || say "oxkit's first build did not say it fetched: $(tail -3 "$T/oxkit.log")"

@@ -27,6 +27,8 @@
 # cannot run is reported and left out. Figures are printed, never asserted. Before each timed
 # build or floor an untimed `sync` writes out what came before (the tool that follows another's
 # 200 MB writes would otherwise wait behind their writeback); each still pays for its own.
+# oxkit's client state and the floor's last copy are moved aside, not deleted, before a run
+# (`discard` in bench/peers.sh); BuildKit's and buildah's own prune commands delete theirs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,7 +65,7 @@ build() {
   if [ "$mode" = cold ]; then  # untimed: forget what the tool kept of the context
     nc=(--no-cache)
     case $tool in
-      oxkit) rm -rf "$T/oxstate" ;;
+      oxkit) discard "$T/oxstate" ;;
       buildkit) docker_ builder prune -af >/dev/null && docker_ image prune -f >/dev/null ;;
       buildah) buildah_ rmi --all -f >/dev/null 2>&1 || true
                buildah_ pull -q "oci-archive:$T/busybox.tar" >/dev/null ;;
@@ -87,7 +89,7 @@ build() {
 # --- the floors, timed ---------------------------------------------------------------------------
 floor() {  # floor cold|one|nothing -> elapsed ns (nothing: the walk alone; 150 ms added later)
   local t0 t1
-  rm -rf "$T/floor" && mkdir "$T/floor"
+  discard "$T/floor" && mkdir "$T/floor"
   sync
   t0=$(now)
   case $1 in

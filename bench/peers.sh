@@ -29,6 +29,12 @@ now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }   # median of a space-separated list
 ms() { awk -v ns="$1" 'BEGIN {printf "%.1f", ns/1e6}'; }
+# Moves files or directories out of the way into $T/trash (a rename; removed with $T on exit)
+# instead of deleting them between timed runs: on an ext4 without a journal (this machine's
+# root), creating files where many were just deleted scans the deleted inodes
+# (`recently_deleted`), so a deletion right before a run would tax that run's file creation.
+discard() { local p; mkdir -p "$T/trash"; for p in "$@"; do
+  [ -e "$p" ] || [ -L "$p" ] || continue; mv "$p" "$(mktemp -u "$T/trash/XXXXXXXX")"; done; }
 # The tools of round $1 in serpentine order: as listed in odd rounds, reversed in even ones, so
 # no tool always runs right after the same one (the disk stays slow for seconds after a tool's
 # large writes, even past the `sync`; buildah, listed last, writes the most).
