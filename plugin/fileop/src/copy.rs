@@ -324,6 +324,7 @@ pub(crate) fn copy(
         owner,
         dest_path: &dest_clean,
         inodes: HashMap::new(),
+        shared: HashSet::new(),
         sharer: Sharer::new(paths, src_root, dest_root),
         made_dirs: created.iter().cloned().collect(),
     };
@@ -394,6 +395,8 @@ struct Copier<'a> {
     inodes: HashMap<(u64, u64), PathBuf>,
     /// Shares files by hard links where the mounts allow ([`crate::share`]).
     sharer: Option<Sharer<'a>>,
+    /// The inodes of source files with several names that this copy linked.
+    shared: HashSet<u64>,
     /// Directories made for the source being copied: what goes into them cannot exist yet, so
     /// it needs no `lstat` (one per file saved; `create_new` below still refuses anything
     /// planted there), and overlayfs knows nothing of their contents, so files may be linked
@@ -465,7 +468,20 @@ impl Copier<'_> {
                     // A new name: in a directory this source made, or one found missing in a
                     // mount nothing reads through after this action ([`crate::share`]).
                     let new_name = in_made_dir || (existing.is_none() && sharer.last_use);
-                    if new_name && sharer.link(&e.host, &e.meta, &t) {
+                    // Another name of a file linked above (a hard link in the source): the
+                    // same link, so the names stay one file.
+                    let again = self.shared.contains(&e.meta.ino());
+                    if new_name && sharer.link(&e.host, &e.meta, &t, again) {
+                        if e.meta.nlink() > 1 {
+                            self.shared.insert(e.meta.ino());
+                            // A later name that cannot be linked so is made a hard link to this
+                            // one through the mount, which sees names in a directory it made.
+                            if in_made_dir {
+                                self.inodes
+                                    .entry((e.meta.dev(), e.meta.ino()))
+                                    .or_insert_with(|| t.clone());
+                            }
+                        }
                         continue;
                     }
                 }

@@ -71,11 +71,11 @@ impl<'a> Sharer<'a> {
         })
     }
 
-    /// Makes `t` (a new name in a directory this copy created, under the destination's mount)
-    /// a hard link to source file `src` (`meta`: its `lstat` through the source's mount), if
-    /// `src` is found in a layer as that same inode. Returns whether it did; on `false` nothing
-    /// was changed and the caller copies.
-    pub(crate) fn link(&mut self, src: &Path, meta: &Metadata, t: &Path) -> bool {
+    /// Makes `t` (a new name under the destination's mount, as the module says) a hard link to source file `src` (`meta`: its `lstat` through the source's mount), if
+    /// `src` is found in a layer as that same inode. `again`: the caller linked this inode
+    /// before under another name (a hard link in the source, which the copy keeps). Returns
+    /// whether it did; on `false` nothing was changed and the caller copies.
+    pub(crate) fn link(&mut self, src: &Path, meta: &Metadata, t: &Path, again: bool) -> bool {
         let (Ok(rel), Ok(dest_rel)) = (
             src.strip_prefix(self.src_root),
             t.strip_prefix(self.dest_root),
@@ -85,13 +85,14 @@ impl<'a> Sharer<'a> {
         let Some(real) = self.find(rel, meta) else {
             return false;
         };
-        // Linked before (by this copy, a hard link in the source, which the copy itself
-        // repeats; or by an earlier action): not again.
-        if !self
-            .linked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(meta.ino())
+        // Linked before by an earlier action of the file op: not again, so two copies of one
+        // file stay two files.
+        if !again
+            && !self
+                .linked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(meta.ino())
         {
             return false;
         }
@@ -177,21 +178,36 @@ mod tests {
         assert!(s.link(
             &src_root.join("d/f"),
             &meta(&src_root.join("d/f")),
-            &dest_root.join("x/f")
+            &dest_root.join("x/f"),
+            false
         ));
         assert_eq!(meta(&upper.join("x/f")).ino(), meta(&top.join("d/f")).ino());
         assert!(s.link(
             &src_root.join("d/g"),
             &meta(&src_root.join("d/g")),
-            &dest_root.join("x/g")
+            &dest_root.join("x/g"),
+            false
         ));
         assert_eq!(fs::read_to_string(upper.join("x/g")).unwrap(), "only below");
         // The same file once more: copied, not linked again.
         assert!(!s.link(
             &src_root.join("d/g"),
             &meta(&src_root.join("d/g")),
-            &dest_root.join("x/g2")
+            &dest_root.join("x/g2"),
+            false
         ));
+
+        // Unless the caller linked it itself under another name (a hard link in the source).
+        assert!(s.link(
+            &src_root.join("d/g"),
+            &meta(&src_root.join("d/g")),
+            &dest_root.join("x/g3"),
+            true
+        ));
+        assert_eq!(
+            meta(&upper.join("x/g3")).ino(),
+            meta(&bottom.join("d/g")).ino()
+        );
 
         // A mount showing another inode than the layers hold: not shared.
         write(&src_root.join("d/h"), "elsewhere");
@@ -199,14 +215,16 @@ mod tests {
         assert!(!s.link(
             &src_root.join("d/h"),
             &meta(&src_root.join("d/h")),
-            &dest_root.join("x/h")
+            &dest_root.join("x/h"),
+            false
         ));
         assert!(!upper.join("x/h").exists());
         // Outside the roots it was made for: not shared.
         assert!(!s.link(
             &bottom.join("d/g"),
             &meta(&bottom.join("d/g")),
-            &dest_root.join("x/i")
+            &dest_root.join("x/i"),
+            false
         ));
         // Another pair of roots: no sharer.
         assert!(Sharer::new(Some(&paths), &bottom, &dest_root).is_none());

@@ -1359,35 +1359,39 @@ fn a_directorys_contents_copy_onto_the_root() {
     env.outside_untouched();
 }
 
+/// Runs copy `c` with the source and destination each their own single layer (bind-like
+/// mounts, so the real paths are the mount paths), `last_use` as [`LayerPaths::dest_last_use`].
+fn copy_sharing(env: &Env, c: Copy, last_use: bool) {
+    let paths = LayerPaths {
+        source: Some((env.src.clone(), vec![env.src.clone()])),
+        dest: Some((env.dest.clone(), env.dest.clone())),
+        dest_last_use: last_use,
+        ..Default::default()
+    };
+    let copy = act(FileActionKind::Copy(c));
+    apply(&env.dest, &copy, Some(&env.src), &env.users(), Some(&paths)).unwrap();
+}
+
+fn ino(p: &Path) -> u64 {
+    std::fs::symlink_metadata(p).unwrap().ino()
+}
+
 #[test]
 fn a_copy_into_a_directory_it_creates_shares_files_as_dockerfile_copy_writes_it() {
     // `COPY . /app`: the frontend's destination has no trailing slash, and the copy makes /app.
     let env = Env::new();
     env.write_src("a", "a");
     env.write_src("d/b", "b");
-    let paths = LayerPaths {
-        source: Some((env.src.clone(), vec![env.src.clone()])),
-        dest: Some((env.dest.clone(), env.dest.clone())),
-        ..Default::default()
+    // A hard link in the source stays one (as BuildKit keeps it), shared or not.
+    std::fs::hard_link(env.src.join("d/b"), env.src.join("d/b2")).unwrap();
+    let contents = Copy {
+        dir_copy_contents: true,
+        ..cp("/", "/app")
     };
-    apply(
-        &env.dest,
-        &act(FileActionKind::Copy(Copy {
-            dir_copy_contents: true,
-            ..cp("/", "/app")
-        })),
-        Some(&env.src),
-        &env.users(),
-        Some(&paths),
-    )
-    .unwrap();
-    let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
-    for rel in ["a", "d/b"] {
-        assert_eq!(
-            ino(&env.dest.join("app").join(rel)),
-            ino(&env.src.join(rel)),
-            "{rel} is shared"
-        );
+    copy_sharing(&env, contents, false);
+    for rel in ["a", "d/b", "d/b2"] {
+        let (dest, src) = (env.dest.join("app").join(rel), env.src.join(rel));
+        assert_eq!(ino(&dest), ino(&src), "{rel} is shared");
     }
 }
 
@@ -1397,43 +1401,31 @@ fn a_file_copied_into_an_existing_directory_is_shared_only_on_the_mounts_last_us
     let env = Env::new();
     env.write_src("a", "a");
     env.write_src("b", "b");
-    let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
     for (file, last_use) in [("a", true), ("b", false)] {
-        let paths = LayerPaths {
-            source: Some((env.src.clone(), vec![env.src.clone()])),
-            dest: Some((env.dest.clone(), env.dest.clone())),
-            dest_last_use: last_use,
-            ..Default::default()
-        };
         let path = format!("/{file}");
-        apply(
-            &env.dest,
-            &act(FileActionKind::Copy(cp(&path, &path))),
-            Some(&env.src),
-            &env.users(),
-            Some(&paths),
-        )
-        .unwrap();
+        copy_sharing(&env, cp(&path, &path), last_use);
         assert_eq!(env.read_dest(file), file);
         let shared = ino(&env.dest.join(file)) == ino(&env.src.join(file));
         assert_eq!(shared, last_use, "{file}: shared only on the last use");
     }
+    // Two names of one file into a directory that existed: one file still.
+    env.write_src("hl/h", "h");
+    std::fs::hard_link(env.src.join("hl/h"), env.src.join("hl/h2")).unwrap();
+    let contents = Copy {
+        dir_copy_contents: true,
+        ..cp("/hl/", "/etc/")
+    };
+    copy_sharing(&env, contents, true);
+    for name in ["etc/h", "etc/h2"] {
+        assert_eq!(
+            ino(&env.dest.join(name)),
+            ino(&env.src.join("hl/h")),
+            "{name}"
+        );
+    }
     // A name that exists is replaced by a copy, never linked over.
     env.write_src("etc/passwd", "not the image's");
-    let paths = LayerPaths {
-        source: Some((env.src.clone(), vec![env.src.clone()])),
-        dest: Some((env.dest.clone(), env.dest.clone())),
-        dest_last_use: true,
-        ..Default::default()
-    };
-    apply(
-        &env.dest,
-        &act(FileActionKind::Copy(cp("/etc/passwd", "/etc/passwd"))),
-        Some(&env.src),
-        &env.users(),
-        Some(&paths),
-    )
-    .unwrap();
+    copy_sharing(&env, cp("/etc/passwd", "/etc/passwd"), true);
     assert_eq!(env.read_dest("etc/passwd"), "not the image's");
     assert_ne!(
         ino(&env.dest.join("etc/passwd")),
