@@ -766,14 +766,10 @@ impl ImageExporter {
                     }
                 },
             };
-            match sn.commit(&id, &key, &Labels::new()).await {
-                Ok(()) => {}
-                // Another export made it meanwhile.
-                Err(e) if e.is_already_exists() => {
-                    let _ = sn.remove(&key).await;
-                }
-                Err(e) => {
-                    let _ = sn.remove(&key).await;
+            if let Err(e) = sn.commit(&id, &key, &Labels::new()).await {
+                let _ = sn.remove(&key).await;
+                // AlreadyExists: another export made it meanwhile.
+                if !e.is_already_exists() {
                     tracing::debug!(layer = id, error = %e, "could not commit a layer's clone");
                     return;
                 }

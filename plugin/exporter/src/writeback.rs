@@ -18,10 +18,17 @@ pub(crate) struct Writeback {
     file: File,
     /// Bytes written since the last background sync was asked for.
     pending: u64,
-    /// Asks the helper for a sync, once started.
-    syncs: Option<(SyncSender<()>, JoinHandle<()>)>,
-    /// Whether the helper could not be started (then the file is written as a plain one).
-    unhelped: bool,
+    helper: Helper,
+}
+
+/// The helper thread that syncs the file.
+enum Helper {
+    /// Not needed yet: less than one step written.
+    NotYet,
+    /// Running: asks it for a sync.
+    Running(SyncSender<()>, JoinHandle<()>),
+    /// It could not be started, or stopped: the file is written as a plain one.
+    Off,
 }
 
 impl Writeback {
@@ -29,16 +36,17 @@ impl Writeback {
         Writeback {
             file,
             pending: 0,
-            syncs: None,
-            unhelped: false,
+            helper: Helper::NotYet,
         }
     }
 
     /// Starts the helper, with its own handle on the file.
-    fn start_helper(&self) -> Option<(SyncSender<()>, JoinHandle<()>)> {
-        let shared = self.file.try_clone().ok()?;
+    fn start_helper(&self) -> Helper {
+        let Ok(shared) = self.file.try_clone() else {
+            return Helper::Off;
+        };
         let (tx, rx) = sync_channel::<()>(1);
-        let helper = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("oxkit-writeback".into())
             .spawn(move || {
                 // A failed sync here is not reported: the final sync of the whole file
@@ -46,14 +54,13 @@ impl Writeback {
                 while rx.recv().is_ok() {
                     let _ = shared.sync_data();
                 }
-            })
-            .ok()?;
-        Some((tx, helper))
+            });
+        spawned.map_or(Helper::Off, |helper| Helper::Running(tx, helper))
     }
 
     /// The file, once the background syncs are over (for the final sync).
-    pub(crate) fn into_inner(mut self) -> File {
-        if let Some((tx, helper)) = self.syncs.take() {
+    pub(crate) fn into_inner(self) -> File {
+        if let Helper::Running(tx, helper) = self.helper {
             drop(tx);
             let _ = helper.join();
         }
@@ -65,18 +72,14 @@ impl Write for Writeback {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = self.file.write(data)?;
         self.pending += n as u64;
-        if self.pending >= STEP && !self.unhelped {
-            if self.syncs.is_none() {
-                self.syncs = self.start_helper();
-                self.unhelped = self.syncs.is_none();
+        if self.pending >= STEP {
+            if let Helper::NotYet = self.helper {
+                self.helper = self.start_helper();
             }
-            if let Some((tx, _)) = &self.syncs {
+            if let Helper::Running(tx, _) = &self.helper {
                 match tx.try_send(()) {
                     Ok(()) | Err(TrySendError::Full(())) => self.pending = 0,
-                    Err(TrySendError::Disconnected(())) => {
-                        self.syncs = None;
-                        self.unhelped = true;
-                    }
+                    Err(TrySendError::Disconnected(())) => self.helper = Helper::Off,
                 }
             }
         }
