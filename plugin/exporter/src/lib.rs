@@ -17,6 +17,7 @@
 
 mod config;
 mod error;
+mod filewriters;
 mod image;
 mod local;
 mod oci;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use oxkit_containerd::{with_temp_mount, Client, Labels, Mounter};
 
 use crate::error::ctr;
+use crate::filewriters::{FileWrite, FileWriters};
 use crate::ExportError;
 
 /// Exports a build result's files through a leased client and the worker's mounter.
@@ -139,8 +140,44 @@ fn walk<W: Write>(
 /// — and a directory once checked is never replaced; a hard link's target must lie below such
 /// directories too. Directories get their modes and times last, deepest first, so a read-only
 /// one still takes its contents.
+///
+/// Small regular files are written by [`UNPACK_WRITERS`] threads, directory by directory, while
+/// this one reads on; hard links are made once every file is written, as their targets may be
+/// among them.
 pub fn unpack_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dest)?;
+    let mut writers = FileWriters::start(UNPACK_WRITERS)?;
+    let mut deferred = Vec::new();
+    let mut links = Vec::new();
+    let read = read_entries(input, dest, &mut writers, &mut deferred, &mut links);
+    // Every file handed over is written (or failed) before anything else happens.
+    // A writer's own error says more than the reader's "a file writer stopped".
+    writers.finish()?;
+    read?;
+    for (target, path) in links {
+        let _ = std::fs::remove_file(&path);
+        std::fs::hard_link(dest.join(&target), &path)?;
+    }
+    for (path, mode, mtime) in deferred.into_iter().rev() {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+        std::fs::File::open(&path)?.set_modified(time)?;
+    }
+    Ok(())
+}
+
+/// Threads writing the small files of an unpack (see [`FileWriters`]).
+const UNPACK_WRITERS: usize = 2;
+
+/// The entries of the stream, checked: directories made (their modes and times in `deferred`),
+/// small files handed to `writers`, hard links (target, path) in `links`, the rest unpacked.
+fn read_entries<R: Read>(
+    input: R,
+    dest: &Path,
+    writers: &mut FileWriters,
+    deferred: &mut Vec<(PathBuf, u32, u64)>,
+    links: &mut Vec<(PathBuf, PathBuf)>,
+) -> io::Result<()> {
     let mut archive = tar::Archive::new(input);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
@@ -150,7 +187,6 @@ pub fn unpack_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
         root: dest.to_owned(),
         known: Default::default(),
     };
-    let mut deferred = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let Some(rel) = inside(&entry.path()?) else {
@@ -176,17 +212,23 @@ pub fn unpack_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
                     )
                 })?;
             dirs.ensure_parent(&target)?;
-            let _ = std::fs::remove_file(&path);
-            std::fs::hard_link(dest.join(&target), &path)?;
+            links.push((target, path));
+        } else if kind.is_file() && entry.size() <= FileWriters::MAX_SIZE {
+            let header = entry.header();
+            let (mode, mtime) = (header.mode()?, header.mtime()?);
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut data)?;
+            writers.write(FileWrite {
+                path,
+                data,
+                mode,
+                mtime,
+            })?;
         } else {
-            // A file, symlink, FIFO or device node, replacing whatever non-directory is there.
+            // A large file, symlink, FIFO or device node, replacing whatever non-directory
+            // is there.
             entry.unpack(&path)?;
         }
-    }
-    for (path, mode, mtime) in deferred.into_iter().rev() {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
-        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
-        std::fs::File::open(&path)?.set_modified(time)?;
     }
     Ok(())
 }
@@ -321,6 +363,73 @@ mod tests {
         for d in [src.path().join("ro"), out.join("ro")] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+    }
+
+    /// Files spread over many directories (so over every writer), one too large to hand over,
+    /// and hard links to both: contents, modes and times all arrive.
+    #[test]
+    fn files_over_many_directories_arrive_whole_with_their_times() {
+        let src = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        for d in 0..12 {
+            std::fs::create_dir(src.path().join(format!("d{d}"))).unwrap();
+            for f in 0..40 {
+                let rel = format!("d{d}/f{f}");
+                let content = rel.repeat(f + 1);
+                std::fs::write(src.path().join(&rel), &content).unwrap();
+                expected.push((rel, content.into_bytes()));
+            }
+        }
+        let big = vec![7u8; (FileWriters::MAX_SIZE + 1) as usize];
+        std::fs::write(src.path().join("big"), &big).unwrap();
+        expected.push(("big".into(), big));
+        std::fs::hard_link(src.path().join("big"), src.path().join("big2")).unwrap();
+        std::fs::hard_link(src.path().join("d3/f2"), src.path().join("small2")).unwrap();
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(src.path().join("d5/f5"))
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+        std::fs::set_permissions(
+            src.path().join("d7/f1"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+
+        let stream = write_tree(src.path(), Vec::new()).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        unpack_tree(&stream[..], dest.path()).unwrap();
+        for (rel, content) in &expected {
+            assert_eq!(
+                &std::fs::read(dest.path().join(rel)).unwrap(),
+                content,
+                "{rel}"
+            );
+        }
+        let meta = |p: &str| std::fs::metadata(dest.path().join(p)).unwrap();
+        assert_eq!(meta("big2").ino(), meta("big").ino());
+        assert_eq!(meta("small2").ino(), meta("d3/f2").ino());
+        assert_eq!(meta("d5/f5").modified().unwrap(), time);
+        assert_eq!(meta("d7/f1").permissions().mode() & 0o7777, 0o700);
+    }
+
+    /// A file a writer cannot write (a directory is in its way) fails the unpack, naming it.
+    #[test]
+    fn a_file_that_cannot_be_written_fails_the_unpack_naming_it() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("x"), b"x").unwrap();
+        let stream = write_tree(src.path(), Vec::new()).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dest.path().join("x/inside")).unwrap();
+        let err = unpack_tree(&stream[..], dest.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&dest.path().join("x").display().to_string()),
+            "{err}"
+        );
+        assert!(dest.path().join("x/inside").is_dir(), "nothing was removed");
     }
 
     #[test]
