@@ -31,6 +31,10 @@ const BATCH_BYTES: u64 = CHUNK;
 const BATCH_RANGES: usize = 1024;
 /// Batches in flight at once: the client reads the next while the daemon writes the last.
 const IN_FLIGHT: usize = 8;
+/// Batches written at once, on blocking threads: creating files is mostly kernel time, which
+/// two threads spread over two cores (a batch holds whole small files, in path order, so two
+/// batches mostly fill different directories).
+const WRITERS: usize = 2;
 
 /// Part of a file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,7 +301,10 @@ impl Copy {
         let tree = self.tree();
         {
             let (tree, remove, mkdir) = (tree.clone(), remove.clone(), mkdir.clone());
-            let files: Vec<String> = fetch.iter().map(|e| e.path.clone()).collect();
+            let files: Vec<(String, bool)> = fetch
+                .iter()
+                .map(|e| (e.path.clone(), e.size == 0))
+                .collect();
             blocking(&self.lock, move || prepare(&tree, &remove, &mkdir, &files)).await?;
         }
 
@@ -482,35 +489,47 @@ async fn blocking<T: Send + 'static>(
     lock: &Lock,
     f: impl FnOnce() -> Result<T, SyncError> + Send + 'static,
 ) -> Result<T, SyncError> {
+    spawn_locked(lock, f).await.map_err(join_error)?
+}
+
+/// Starts `f` on the blocking pool now, holding `lock` until it returns.
+fn spawn_locked<T: Send + 'static>(
+    lock: &Lock,
+    f: impl FnOnce() -> Result<T, SyncError> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<T, SyncError>> {
     let lock = lock.clone();
     tokio::task::spawn_blocking(move || {
         let _held = lock;
         f()
     })
-    .await
-    .map_err(|e| SyncError::io("run", "a sync task", std::io::Error::other(e)))?
 }
 
-/// Removes `remove` (children first), then creates the directories and empty files of the
-/// sync in path order, replacing whatever was at their paths.
+fn join_error(e: tokio::task::JoinError) -> SyncError {
+    SyncError::io("run", "a sync task", std::io::Error::other(e))
+}
+
+/// Removes `remove` (children first), then, in path order, creates the directories of the
+/// sync and clears the way for its files — `(path, empty)` — replacing whatever was at their
+/// paths: an empty file is created here, the others as their contents arrive
+/// ([`fetch_contents`]).
 fn prepare(
     tree: &Path,
     remove: &[String],
     dirs: &[String],
-    files: &[String],
+    files: &[(String, bool)],
 ) -> Result<(), SyncError> {
     for p in remove.iter().rev() {
         remove_any(&tree.join(p))?;
     }
-    let mut creates: Vec<(&str, bool)> = dirs
+    let mut creates: Vec<(&str, Option<bool>)> = dirs
         .iter()
-        .map(|p| (p.as_str(), true))
-        .chain(files.iter().map(|p| (p.as_str(), false)))
+        .map(|p| (p.as_str(), None))
+        .chain(files.iter().map(|(p, empty)| (p.as_str(), Some(*empty))))
         .collect();
     creates.sort();
-    for (p, dir) in creates {
+    for (p, file) in creates {
         let path = tree.join(p);
-        if dir {
+        let Some(empty) = file else {
             match std::fs::create_dir(&path) {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let is_dir = std::fs::symlink_metadata(&path)
@@ -524,18 +543,27 @@ fn prepare(
                 }
                 r => r.map_err(|e| SyncError::io("create", &path, e))?,
             }
-        } else {
-            remove_any(&path)?;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(O_NOFOLLOW)
-                .open(&path)
-                .map_err(|e| SyncError::io("create", &path, e))?;
+            continue;
+        };
+        remove_any(&path)?;
+        if empty {
+            create_file(&path)?;
         }
     }
     Ok(())
+}
+
+/// Opens regular file `path` of the copy's tree for writing, creating it if missing (mode
+/// 0600, as the copy's files stay until the snapshot's are set); never through a symlink
+/// (there is none in the tree, and `O_NOFOLLOW` makes sure).
+fn create_file(path: &Path) -> Result<std::fs::File, SyncError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| SyncError::io("create", path, e))
 }
 
 const O_NOFOLLOW: i32 = 0o400000;
@@ -584,70 +612,88 @@ async fn fetch_contents(
         batches.push(batch);
     }
     let sizes: HashMap<&str, u64> = files.iter().map(|e| (e.path.as_str(), e.size)).collect();
-    let mut results = futures_util::stream::iter(batches)
+    let mut reads = futures_util::stream::iter(batches)
         .map(|ranges| async move {
             let data = source.read(ranges.clone()).await;
             (ranges, data)
         })
         .buffer_unordered(IN_FLIGHT);
+    // Up to WRITERS batches being written (their threads run whether polled or not) while
+    // the next arrive.
+    let mut writes = futures_util::stream::FuturesUnordered::new();
     let mut total = 0;
-    while let Some((ranges, data)) = results.next().await {
-        let data = data.map_err(SyncError::Source)?;
-        if data.len() != ranges.len() {
-            return Err(SyncError::Source(
-                format!(
-                    "asked for {} ranges, the client sent {}",
-                    ranges.len(),
-                    data.len()
-                )
-                .into(),
-            ));
-        }
-        let whole: Vec<bool> = ranges
-            .iter()
-            .map(|r| r.offset == 0 && Some(&r.len) == sizes.get(r.path.as_str()))
-            .collect();
-        let tree = tree.to_path_buf();
-        let written = blocking(lock, move || {
-            let mut hashes = Vec::new();
-            let mut bytes = 0;
-            for ((range, data), whole) in ranges.into_iter().zip(data).zip(whole) {
-                if (data.len() as u64) < range.len {
-                    return Err(SyncError::Changed {
-                        path: range.path,
-                        reason: format!(
-                            "{} bytes at offset {} where the listing promised {}",
-                            data.len(),
-                            range.offset,
-                            range.len
-                        ),
-                    });
-                }
-                if data.len() as u64 > range.len {
+    loop {
+        if writes.len() < WRITERS {
+            if let Some((ranges, data)) = reads.next().await {
+                let data = data.map_err(SyncError::Source)?;
+                if data.len() != ranges.len() {
                     return Err(SyncError::Source(
-                        format!("{:?}: more bytes than asked for", range.path).into(),
+                        format!(
+                            "asked for {} ranges, the client sent {}",
+                            ranges.len(),
+                            data.len()
+                        )
+                        .into(),
                     ));
                 }
-                let path = tree.join(&range.path);
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .custom_flags(O_NOFOLLOW)
-                    .open(&path)
-                    .map_err(|e| SyncError::io("open", &path, e))?;
-                file.write_all_at(&data, range.offset)
-                    .map_err(|e| SyncError::io("write", &path, e))?;
-                bytes += data.len() as u64;
-                if whole {
-                    hashes.push((range.path, hex(&Sha256::digest(&data))));
-                }
+                let whole: Vec<bool> = ranges
+                    .iter()
+                    .map(|r| r.offset == 0 && Some(&r.len) == sizes.get(r.path.as_str()))
+                    .collect();
+                let tree = tree.to_path_buf();
+                writes.push(spawn_locked(lock, move || {
+                    write_batch(&tree, ranges, data, whole)
+                }));
+                continue;
             }
-            Ok((bytes, hashes))
-        })
-        .await?;
-        total += written.0;
-        hashes.extend(written.1);
+        }
+        let Some(batch) = writes.next().await else {
+            break;
+        };
+        let (bytes, batch_hashes) = batch.map_err(join_error)??;
+        total += bytes;
+        hashes.extend(batch_hashes);
     }
     Ok((total, hashes))
+}
+
+/// Writes one batch's ranges into their files (created by the first range that arrives);
+/// returns the bytes written and the content hash of each file that came whole.
+fn write_batch(
+    tree: &Path,
+    ranges: Vec<Range>,
+    data: Vec<Vec<u8>>,
+    whole: Vec<bool>,
+) -> Result<(u64, Vec<(String, String)>), SyncError> {
+    let mut hashes = Vec::new();
+    let mut bytes = 0;
+    for ((range, data), whole) in ranges.into_iter().zip(data).zip(whole) {
+        if (data.len() as u64) < range.len {
+            return Err(SyncError::Changed {
+                path: range.path,
+                reason: format!(
+                    "{} bytes at offset {} where the listing promised {}",
+                    data.len(),
+                    range.offset,
+                    range.len
+                ),
+            });
+        }
+        if data.len() as u64 > range.len {
+            return Err(SyncError::Source(
+                format!("{:?}: more bytes than asked for", range.path).into(),
+            ));
+        }
+        let path = tree.join(&range.path);
+        create_file(&path)?
+            .write_all_at(&data, range.offset)
+            .map_err(|e| SyncError::io("write", &path, e))?;
+        bytes += data.len() as u64;
+        if whole {
+            hashes.push((range.path, hex(&Sha256::digest(&data))));
+        }
+    }
+    Ok((bytes, hashes))
 }
 
 /// Entries as [`crate::materialize`] takes them.

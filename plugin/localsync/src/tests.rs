@@ -158,6 +158,35 @@ async fn a_first_sync_copies_everything_and_an_unchanged_one_nothing() {
     assert_same(&env.client, &dest);
 }
 
+/// Many batches written at once: files in many directories, one of several chunks (its
+/// ranges in different batches), empty ones; the tree and the digest are as for any sync.
+#[tokio::test]
+async fn a_sync_of_many_batches_writes_every_file_whole() {
+    let mut env = Env::new();
+    for d in 0..30 {
+        for f in 0..20 {
+            env.write(&format!("d{d}/f{f}"), &format!("{d}.{f};").repeat(2000 + f));
+        }
+        env.write(&format!("d{d}/empty"), "");
+    }
+    let big = "0123456789abcdef".repeat((2 * CHUNK as usize + 4096) / 16);
+    env.write("big/file", &big);
+    let (first, dest) = env.sync().await;
+    assert_eq!(first.files, 30 * 21 + 1);
+    assert!(first.bytes > 2 * CHUNK + 30 * 20 * 10_000);
+    assert_same(&env.client, &dest);
+
+    // The same content synced whole by a store that never saw it gives the same digest.
+    let fresh = Store::new(env.out.join("fresh-store"));
+    let mut copy = fresh.open(&Store::key("c", "ctx", "")).await.unwrap();
+    let listing = Listing::new(walk(&env.client, &Filter::default()).unwrap()).unwrap();
+    let again = copy
+        .sync(listing, &DirSource::new(&env.client), true)
+        .await
+        .unwrap();
+    assert_eq!(again.digest, first.digest);
+}
+
 #[tokio::test]
 async fn an_edit_keeping_size_and_mtime_is_caught_by_ctime() {
     let mut env = Env::new();
