@@ -101,6 +101,9 @@ impl Stopper {
     }
 }
 
+/// How many times (a second apart) [`ControlService::connect_early`] tries.
+const EARLY_CONNECT_ATTEMPTS: u32 = 60;
+
 /// The `Control` gRPC service.
 pub struct ControlService {
     config: BuildConfig,
@@ -136,15 +139,35 @@ impl ControlService {
         ControlServer::new(self)
     }
 
+    /// Connects to containerd in the background now, retrying every second for up to
+    /// [`EARLY_CONNECT_ATTEMPTS`] seconds (containerd may start after `oxkitd`, which it needs
+    /// as its proxy snapshotter), so that the first build does not wait for the connection and
+    /// the worker's set-up (about half a second). A build that comes first connects itself, as
+    /// it would without this; one that finds the connection under way waits for it.
+    pub fn connect_early(&self) {
+        let (backend, config) = (self.backend.clone(), self.config.clone());
+        tokio::spawn(async move {
+            for attempt in 1..=EARLY_CONNECT_ATTEMPTS {
+                match backend.get_or_try_init(|| Self::connect(&config)).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::debug!(attempt, error = e.message(), "early connection failed")
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+    }
+
     async fn backend(&self) -> Result<Arc<Backend>, Status> {
         self.backend
-            .get_or_try_init(|| self.connect())
+            .get_or_try_init(|| Self::connect(&self.config))
             .await
             .cloned()
     }
 
-    async fn connect(&self) -> Result<Arc<Backend>, Status> {
-        let c = &self.config;
+    async fn connect(c: &BuildConfig) -> Result<Arc<Backend>, Status> {
+        let started = std::time::Instant::now();
         let client = Client::connect(&c.containerd_address, &c.namespace)
             .await
             .map_err(|e| {
@@ -193,7 +216,7 @@ impl ControlService {
                 max_parallelism: c.max_parallelism.max(1),
             },
         );
-        tracing::info!(containerd = %c.containerd_address.display(), namespace = c.namespace, "build service connected");
+        tracing::info!(containerd = %c.containerd_address.display(), namespace = c.namespace, ms = started.elapsed().as_millis() as u64, "build service connected");
         Ok(Arc::new(Backend {
             worker,
             mounter,

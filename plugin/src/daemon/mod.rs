@@ -33,6 +33,7 @@ pub async fn run(
         registry: config.registry.clone(),
     });
     let stopper = build.stopper();
+    build.connect_early();
     let listener =
         oxkit_snapshotter::socket::bind(&config.address).map_err(|source| DaemonError::Listen {
             address: config.address.clone(),
