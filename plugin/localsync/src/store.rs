@@ -553,8 +553,8 @@ fn prepare(
     Ok(())
 }
 
-/// Opens regular file `path` of the copy's tree for writing, creating it if missing (mode
-/// 0600, as the copy's files stay until the snapshot's are set); never through a symlink
+/// Opens regular file `path` of the copy's tree for writing, creating it if missing with mode
+/// 0600 (a snapshot made from the copy sets the listing's mode); never through a symlink
 /// (there is none in the tree, and `O_NOFOLLOW` makes sure).
 fn create_file(path: &Path) -> Result<std::fs::File, SyncError> {
     std::fs::OpenOptions::new()
