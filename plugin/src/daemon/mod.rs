@@ -33,13 +33,13 @@ pub async fn run(
         registry: config.registry.clone(),
     });
     let stopper = build.stopper();
-    build.connect_early();
     let listener =
         oxkit_snapshotter::socket::bind(&config.address).map_err(|source| DaemonError::Listen {
             address: config.address.clone(),
             source,
         })?;
     tracing::info!(address = %config.address.display(), containerd = %config.containerd_address.display(), "serving the build API");
+    build.connect_early();
     let build_server = tonic::transport::Server::builder()
         .add_service(build.into_server())
         .serve_with_incoming_shutdown(
