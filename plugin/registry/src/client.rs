@@ -2,7 +2,7 @@
 //! fetch a manifest or blob, check for a blob, push a blob or manifest — each on the transport
 //! its host needs ([`RegistryConfig`]), pulls through the host's mirrors first.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -81,12 +81,19 @@ impl std::fmt::Debug for Credentials {
 pub struct Registry {
     config: Arc<RegistryConfig>,
     certificates: Vec<Certificate>,
-    https: Client,
-    insecure: Client,
-    http: Client,
+    clients: Arc<Clients>,
     /// The host `auth` is for (empty: anonymous everywhere).
     auth_host: String,
     auth: RegistryAuth,
+}
+
+/// A registry client per transport, each made when first needed: making one loads the TLS
+/// roots, about 0.1 s, and most builds speak one transport or none.
+#[derive(Default)]
+struct Clients {
+    https: OnceLock<Client>,
+    insecure: OnceLock<Client>,
+    http: OnceLock<Client>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -111,16 +118,15 @@ impl Registry {
                 data,
             });
         }
-        let mut registry = Registry {
+        let registry = Registry {
             config: Arc::new(config),
             certificates,
-            https: Client::default(),
-            insecure: Client::default(),
-            http: Client::default(),
+            clients: Arc::default(),
             auth_host: String::new(),
             auth: RegistryAuth::Anonymous,
         };
-        registry.connect()?;
+        // The CA files are checked now, by making the client most hosts need.
+        registry.client_for(Transport::Https)?;
         Ok(registry)
     }
 
@@ -135,40 +141,42 @@ impl Registry {
         let Credentials::Basic { username, password } = credentials else {
             return Ok(self.clone());
         };
-        let mut registry = Registry {
+        Ok(Registry {
             auth_host: host.to_owned(),
             auth: RegistryAuth::Basic(username, password),
+            clients: Arc::default(),
             ..self.clone()
-        };
-        registry.connect()?;
-        Ok(registry)
+        })
     }
 
-    /// Makes the clients of each transport anew.
-    fn connect(&mut self) -> Result<(), RegistryError> {
-        let config = &self.config;
-        let certificates = &self.certificates;
-        let make = |protocol: ClientProtocol, accept_invalid: bool| {
-            Client::try_from(ClientConfig {
-                protocol,
-                accept_invalid_certificates: accept_invalid,
-                accept_invalid_hostnames: accept_invalid,
-                // One PUT per blob: every registry takes it, and it is the fewest round trips.
-                use_monolithic_push: true,
-                extra_root_certificates: certificates.clone(),
-                connect_timeout: Some(CONNECT_TIMEOUT),
-                platform_resolver: None,
-                ..Default::default()
-            })
-            .map_err(|e| RegistryError::CaFile {
-                path: config.ca_files.first().cloned().unwrap_or_default(),
-                reason: e.to_string(),
-            })
+    /// The client of `transport`, made the first time it is needed.
+    fn client_for(&self, transport: Transport) -> Result<&Client, RegistryError> {
+        let (cell, protocol, accept_invalid) = match transport {
+            Transport::Https => (&self.clients.https, ClientProtocol::Https, false),
+            Transport::HttpsInsecure => (&self.clients.insecure, ClientProtocol::Https, true),
+            Transport::Http => (&self.clients.http, ClientProtocol::Http, false),
         };
-        self.https = make(ClientProtocol::Https, false)?;
-        self.insecure = make(ClientProtocol::Https, true)?;
-        self.http = make(ClientProtocol::Http, false)?;
-        Ok(())
+        if let Some(client) = cell.get() {
+            return Ok(client);
+        }
+        let config = &self.config;
+        let made = Client::try_from(ClientConfig {
+            protocol,
+            accept_invalid_certificates: accept_invalid,
+            accept_invalid_hostnames: accept_invalid,
+            // One PUT per blob: every registry takes it, and it is the fewest round trips.
+            use_monolithic_push: true,
+            extra_root_certificates: self.certificates.clone(),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            platform_resolver: None,
+            ..Default::default()
+        })
+        .map_err(|e| RegistryError::CaFile {
+            path: config.ca_files.first().cloned().unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+        // Another call may have made one meanwhile: either does.
+        Ok(cell.get_or_init(|| made))
     }
 
     /// The credentials to send to `host`.
@@ -182,20 +190,12 @@ impl Registry {
 
     /// The client for `host`, with the credentials for it stored in the client (calls that take
     /// no credentials use the stored ones).
-    async fn authed(&self, host: &str, at: &Reference) -> &Client {
-        let client = self.client(host);
+    async fn authed(&self, host: &str, at: &Reference) -> Result<&Client, RegistryError> {
+        let client = self.client_for(self.config.transport(host))?;
         client
             .store_auth_if_needed(at.resolve_registry(), &self.auth_for(host))
             .await;
-        client
-    }
-
-    fn client(&self, host: &str) -> &Client {
-        match self.config.transport(host) {
-            Transport::Https => &self.https,
-            Transport::HttpsInsecure => &self.insecure,
-            Transport::Http => &self.http,
-        }
+        Ok(client)
     }
 
     /// Resolves `reference` (normalized, `host/repo:tag` or `…@sha256:…`) to the manifest or
@@ -265,7 +265,7 @@ impl Registry {
         let mut last = None;
         for host in self.config.pull_hosts(parsed.registry()) {
             let at = at_host(&parsed, &host);
-            let client = self.authed(&host, &at).await;
+            let client = self.authed(&host, &at).await?;
             let mut progress = Transfer::default();
             let mut resumes = 0;
             let checked = |progress: &Transfer, host: String, what: String| {
@@ -336,7 +336,7 @@ impl Registry {
         let what = format!("blob {digest}");
         match self
             .authed(&host, &parsed)
-            .await
+            .await?
             .pull_blob_stream_partial(&parsed, &descriptor, 0, Some(1))
             .await
         {
@@ -376,7 +376,7 @@ impl Registry {
         let parsed = parse(reference)?;
         let host = parsed.registry().to_owned();
         let source = Reference::with_tag(host.clone(), from.to_owned(), "latest".to_owned());
-        let client = self.authed(&host, &parsed).await.clone();
+        let client = self.authed(&host, &parsed).await?.clone();
         match client.mount_blob(&parsed, &source, digest).await {
             Ok(()) => Ok(true),
             Err(e) => {
@@ -425,7 +425,7 @@ impl Registry {
     {
         let parsed = parse(reference)?;
         let host = parsed.registry().to_owned();
-        let client = self.authed(&host, &parsed).await.clone();
+        let client = self.authed(&host, &parsed).await?.clone();
         call(client, parsed)
             .await
             .map_err(|e| classify(e, reference, &host, action, what))
@@ -448,7 +448,7 @@ impl Registry {
         let mut last = None;
         for host in self.config.pull_hosts(parsed.registry()) {
             let at = at_host(parsed, &host);
-            let client = self.authed(&host, &at).await.clone();
+            let client = self.authed(&host, &at).await?.clone();
             match call(client, at).await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
@@ -507,6 +507,62 @@ fn media_type_of(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn basic() -> Credentials {
+        Credentials::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        }
+    }
+
+    /// The daemon's client makes its HTTPS client at once (that reads the CA files), the others
+    /// when first needed; a client with credentials makes its own, none until needed; clones
+    /// share theirs.
+    #[test]
+    fn clients_are_made_once_when_first_needed() {
+        let registry = Registry::new(RegistryConfig::default()).unwrap();
+        assert!(registry.clients.https.get().is_some());
+        assert!(registry.clients.http.get().is_none());
+        assert!(registry.clients.insecure.get().is_none());
+
+        let authed = registry.with_credentials("reg.example", basic()).unwrap();
+        assert!(authed.clients.https.get().is_none(), "no client made yet");
+        let first: *const Client = authed.client_for(Transport::Http).unwrap();
+        let again: *const Client = authed.client_for(Transport::Http).unwrap();
+        assert_eq!(first, again, "made once");
+        assert!(
+            registry.clients.http.get().is_none(),
+            "the daemon's clients are not the build's"
+        );
+
+        let anonymous = registry
+            .with_credentials("reg.example", Credentials::Anonymous)
+            .unwrap();
+        anonymous.client_for(Transport::HttpsInsecure).unwrap();
+        assert!(
+            registry.clients.insecure.get().is_some(),
+            "an anonymous clone shares"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_that_is_no_certificate_fails_at_once() {
+        let tmp = std::env::temp_dir().join(format!("oxkit-bad-ca-{}.pem", std::process::id()));
+        std::fs::write(
+            &tmp,
+            "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let made = Registry::new(RegistryConfig {
+            ca_files: vec![tmp.clone()],
+            ..Default::default()
+        });
+        std::fs::remove_file(&tmp).unwrap();
+        assert!(
+            matches!(made, Err(RegistryError::CaFile { .. })),
+            "{made:?}"
+        );
+    }
 
     #[test]
     fn media_types_come_from_the_document() {
