@@ -6,8 +6,7 @@
 #   BENCH=bench/x.sh; source bench/peers.sh
 #   bench_setup                # as root; sets BIN, T (temp dir, removed on exit), IMAGE (the base,
 #                              # busybox:bench in the peers' stores) and AVAILABLE (oxkit and each
-#                              # peer that passed a one-step build); docker_ and buildah_ wrap the clients;
-#                              # then says how quick creating files under $T is (settle_fs)
+#                              # peer that passed a one-step build); docker_ and buildah_ wrap the clients
 #
 # Peers are installed (apt-get install docker.io buildah) if missing: dockerd with its own
 # --data-root/--exec-root/socket, no iptables, no bridge (builds use --network=host); buildah with
@@ -36,26 +35,6 @@ ms() { awk -v ns="$1" 'BEGIN {printf "%.1f", ns/1e6}'; }
 # (`recently_deleted`), so a deletion right before a run would tax that run's file creation.
 discard() { local p; mkdir -p "$T/trash"; for p in "$@"; do
   [ -e "$p" ] || [ -L "$p" ] || continue; mv "$p" "$(mktemp -u "$T/trash/XXXXXXXX")"; done; }
-# Milliseconds to create 1,000 empty files in a new directory under $T: 10–30 ms on a quiet disk
-# here, ten times that and more where many files were deleted in the last minutes (ext4 without
-# a journal will not reuse an inode freed in the last 60 s, 300 s while its inode table block is
-# dirty, and checks each such inode of the block group at every creation: `recently_deleted` in
-# fs/ext4/ialloc.c). The probe's files stay until $T goes.
-fs_probe() { local d t0; d=$(mktemp -d "$T/probe.XXXXXX"); t0=$(now)
-  (cd "$d" && seq -f f%g 1000 | xargs touch); echo $(( ($(now) - t0) / 1000000 )); }
-# Says how quick creating files under $T is (fs_probe) before the timed runs; with SETTLE=N,
-# first waits up to N seconds for it to be quick (fs_probe under QUIET_MS, default 60), so a run
-# does not start in the wake of the last one's clean-up. Deletions during a run (containerd's GC
-# of oxkit's old snapshots, `docker builder prune`) still tax the runs after them: the probe is
-# repeated after the run.
-settle_fs() {
-  local waited=0 probe
-  probe=$(fs_probe)
-  while [ "$probe" -ge "${QUIET_MS:-60}" ] && [ "$waited" -lt "${SETTLE:-0}" ]; do
-    sleep 15; waited=$((waited + 15)); probe=$(fs_probe)
-  done
-  say "file creation under $T: 1,000 files in $probe ms${SETTLE:+ (after waiting $waited s for a quiet disk)}"
-}
 # The tools of round $1 in serpentine order: as listed in odd rounds, reversed in even ones, so
 # no tool always runs right after the same one (the disk stays slow for seconds after a tool's
 # large writes, even past the `sync`; buildah, listed last, writes the most).
@@ -99,7 +78,6 @@ bench_setup() {
   AVAILABLE=(oxkit)
   want_peer buildkit && start_buildkit
   want_peer buildah && start_buildah
-  settle_fs
   return 0
 }
 
@@ -165,7 +143,6 @@ start_buildah() {
 
 bench_cleanup() {
   set +e
-  [ -d "${T:-}" ] && say "file creation under $T after the run: 1,000 files in $(fs_probe) ms"
   if [ -n "$DOCKERD_PID" ]; then
     kill "$DOCKERD_PID" 2>/dev/null
     for _ in $(seq 100); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
