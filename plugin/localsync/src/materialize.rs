@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use oxkit_fileop::{chmod, lchown, set_times};
 
@@ -58,6 +59,10 @@ pub(crate) fn materialize(
         }
     }
     let mut changed: HashSet<&str> = HashSet::new();
+    // Regular files to write, a group per directory, each with whether it is new here; hard
+    // links, made once every file is.
+    let mut files: Vec<Vec<(&Entry, bool)>> = Vec::new();
+    let mut links: Vec<&Entry> = Vec::new();
     for &(e, hash) in current {
         let old = before
             .get(e.path.as_str())
@@ -81,16 +86,16 @@ pub(crate) fn materialize(
         match e.kind() {
             Some(Kind::Dir) => {}
             Some(Kind::File) => {
-                let linked = old.is_none()
-                    && real.is_some_and(|r| {
-                        std::fs::hard_link(tree.join(&e.path), r.join(&e.path)).is_ok()
-                    });
-                if !linked {
-                    std::fs::copy(tree.join(&e.path), &path).map_err(io("copy", &e.path))?;
+                match files.last_mut() {
+                    Some(group) if parent(&group[0].0.path) == parent(&e.path) => {
+                        group.push((e, old.is_none()))
+                    }
+                    _ => files.push(vec![(e, old.is_none())]),
                 }
+                continue;
             }
             Some(Kind::HardLink) => {
-                std::fs::hard_link(dest.join(&e.link), &path).map_err(io("link", &e.path))?;
+                links.push(e);
                 continue;
             }
             Some(Kind::Symlink) => {
@@ -98,13 +103,21 @@ pub(crate) fn materialize(
             }
             None => continue,
         }
-        lchown(&path, e.uid, e.gid).map_err(io("chown", &e.path))?;
-        if e.kind() != Some(Kind::Symlink) {
-            chmod(&path, e.perm()).map_err(io("chmod", &e.path))?;
+        set_meta(e, &path).map_err(io("set the metadata of", &e.path))?;
+    }
+    let place = |&(e, new): &(&Entry, bool)| -> Result<(), SyncError> {
+        let path = dest.join(&e.path);
+        let linked = new
+            && real
+                .is_some_and(|r| std::fs::hard_link(tree.join(&e.path), r.join(&e.path)).is_ok());
+        if !linked {
+            std::fs::copy(tree.join(&e.path), &path).map_err(io("copy", &e.path))?;
         }
-        if e.kind() != Some(Kind::Dir) {
-            set_times(&path, e.mtime_ns, e.mtime_ns).map_err(io("set the times of", &e.path))?;
-        }
+        set_meta(e, &path).map_err(io("set the metadata of", &e.path))
+    };
+    in_parallel(&files, place)?;
+    for e in links {
+        std::fs::hard_link(dest.join(&e.link), dest.join(&e.path)).map_err(io("link", &e.path))?;
     }
     // Last, since writing their content changed them.
     for &(e, _) in current.iter().rev() {
@@ -116,6 +129,66 @@ pub(crate) fn materialize(
         }
     }
     Ok(())
+}
+
+/// The listing's owner, permission bits (not a symlink's) and modification time (not a
+/// directory's, set last) on `path`.
+fn set_meta(e: &Entry, path: &Path) -> std::io::Result<()> {
+    lchown(path, e.uid, e.gid)?;
+    if e.kind() != Some(Kind::Symlink) {
+        chmod(path, e.perm())?;
+    }
+    if e.kind() != Some(Kind::Dir) {
+        set_times(path, e.mtime_ns, e.mtime_ns)?;
+    }
+    Ok(())
+}
+
+/// Threads placing files at once: each takes whole directories (two in one directory would
+/// wait for each other on its lock), and placing a file is mostly kernel time.
+const WRITERS: usize = 2;
+/// One more thread per this many files: a small change is placed on this one.
+const FILES_PER_EXTRA_WRITER: usize = 256;
+
+/// Runs `place` on every item of `groups`, a group at a time, on up to [`WRITERS`] threads;
+/// stops at the first error (all threads joined) and returns it.
+fn in_parallel<T: Sync>(
+    groups: &[Vec<T>],
+    place: impl Fn(&T) -> Result<(), SyncError> + Sync,
+) -> Result<(), SyncError> {
+    let count: usize = groups.iter().map(Vec::len).sum();
+    let writers = WRITERS.min(1 + count / FILES_PER_EXTRA_WRITER);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let work = || -> Result<(), SyncError> {
+        while !failed.load(Ordering::Relaxed) {
+            let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                break;
+            };
+            if let Err(e) = group.iter().try_for_each(&place) {
+                failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..writers).map(|_| scope.spawn(work)).collect();
+        let mut result = work();
+        for helper in helpers {
+            let theirs = helper.join().unwrap_or_else(|_| {
+                Err(SyncError::io(
+                    "place",
+                    "the files of a local source",
+                    std::io::Error::other("a thread panicked"),
+                ))
+            });
+            if result.is_ok() {
+                result = theirs;
+            }
+        }
+        result
+    })
 }
 
 /// Removes whatever is at `path` (a directory with its content); absent is fine.

@@ -185,6 +185,11 @@ async fn a_sync_of_many_batches_writes_every_file_whole() {
         .await
         .unwrap();
     assert_eq!(again.digest, first.digest);
+    // Materialized with links (the files placed on several threads), the tree is the same.
+    let linked = env.out.join("linked");
+    std::fs::create_dir(&linked).unwrap();
+    copy.materialize_linked(&linked, &linked).unwrap();
+    assert_same(&env.client, &linked);
 }
 
 #[tokio::test]
