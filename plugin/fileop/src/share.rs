@@ -71,10 +71,11 @@ impl<'a> Sharer<'a> {
         })
     }
 
-    /// Makes `t` (a new name under the destination's mount, as the module says) a hard link to source file `src` (`meta`: its `lstat` through the source's mount), if
-    /// `src` is found in a layer as that same inode. `again`: the caller linked this inode
-    /// before under another name (a hard link in the source, which the copy keeps). Returns
-    /// whether it did; on `false` nothing was changed and the caller copies.
+    /// Makes `t` (a new name under the destination's mount, as the module says) a hard link to
+    /// source file `src` (`meta`: its `lstat` through the source's mount), if `src` is found in
+    /// a layer as that same inode. `again`: the caller linked this inode before under another
+    /// name (a hard link in the source, which the copy keeps). Returns whether it did; on
+    /// `false` nothing was changed and the caller copies.
     pub(crate) fn link(&mut self, src: &Path, meta: &Metadata, t: &Path, again: bool) -> bool {
         let (Ok(rel), Ok(dest_rel)) = (
             src.strip_prefix(self.src_root),

@@ -38,6 +38,14 @@ fn cp(src: &str, dest: &str) -> Copy {
     }
 }
 
+/// [`cp`] of a directory's contents (`COPY dir/ dest`, and what the Dockerfile frontend asks).
+fn cp_contents(src: &str, dest: &str) -> Copy {
+    Copy {
+        dir_copy_contents: true,
+        ..cp(src, dest)
+    }
+}
+
 struct Env {
     _tmp: tempfile::TempDir,
     outer: std::path::PathBuf,
@@ -445,20 +453,12 @@ fn copy_destination_rules() {
     env.copy(cp("/f.txt", "/into")).unwrap();
     assert_eq!(env.read_dest("into/f.txt"), "file");
     // Directory, contents flag: contents into the (new) destination.
-    env.copy(Copy {
-        dir_copy_contents: true,
-        ..cp("/dir", "/c1")
-    })
-    .unwrap();
+    env.copy(cp_contents("/dir", "/c1")).unwrap();
     assert_eq!(env.read_dest("c1/a"), "a");
     assert_eq!(env.read_dest("c1/sub/b"), "b");
     // Contents flag, existing destination: merged.
     std::fs::write(env.dest.join("c1/old"), "old").unwrap();
-    env.copy(Copy {
-        dir_copy_contents: true,
-        ..cp("/dir/", "/c1/")
-    })
-    .unwrap();
+    env.copy(cp_contents("/dir/", "/c1/")).unwrap();
     assert_eq!(env.read_dest("c1/old"), "old");
     assert!(!env.dest.join("c1/dir").exists());
     // Directory itself to a new path: the path becomes the copy.
@@ -468,11 +468,7 @@ fn copy_destination_rules() {
     env.copy(cp("/dir", "/c2")).unwrap();
     assert_eq!(env.read_dest("c2/dir/sub/b"), "b");
     // Root of the source with contents.
-    env.copy(Copy {
-        dir_copy_contents: true,
-        ..cp("/", "/all/")
-    })
-    .unwrap();
+    env.copy(cp_contents("/", "/all/")).unwrap();
     assert_eq!(env.read_dest("all/dir/a"), "a");
     assert_eq!(env.read_dest("all/f.txt"), "file");
 }
@@ -521,11 +517,7 @@ fn copy_wildcards() {
     assert_eq!(env.read_dest("out/c.md"), "c");
     env.copy(cp("/d[12]", "/dirs/")).unwrap();
     assert_eq!(env.read_dest("dirs/d1/x"), "x");
-    env.copy(Copy {
-        dir_copy_contents: true,
-        ..cp("/d*", "/flat/")
-    })
-    .unwrap();
+    env.copy(cp_contents("/d*", "/flat/")).unwrap();
     assert_eq!(env.read_dest("flat/x"), "x");
     assert_eq!(env.read_dest("flat/y"), "y");
     let err = env.copy(cp("/*.none", "/out/")).unwrap_err();
@@ -555,11 +547,7 @@ fn copy_of_two_sources_into_a_new_directory_keeps_the_later_file() {
     env.write_src("e1/only1", "1");
     env.write_src("e2/x", "second");
     for dest in ["/merged/", "/merged"] {
-        env.copy(Copy {
-            dir_copy_contents: true,
-            ..cp("/e*", dest)
-        })
-        .unwrap();
+        env.copy(cp_contents("/e*", dest)).unwrap();
         let d = dest.trim_matches('/');
         assert_eq!(env.read_dest(&format!("{d}/x")), "second");
         assert_eq!(env.read_dest(&format!("{d}/only1")), "1");
@@ -633,12 +621,7 @@ fn copy_never_writes_through_destination_symlinks() {
     std::fs::create_dir_all(env.dest.join("app")).unwrap();
     symlink(env.outer.join("outside"), env.dest.join("app/sub")).unwrap();
     // Directory onto a symlink: refused.
-    let err = env
-        .copy(Copy {
-            dir_copy_contents: true,
-            ..cp("/", "/app/")
-        })
-        .unwrap_err();
+    let err = env.copy(cp_contents("/", "/app/")).unwrap_err();
     assert!(matches!(err, FileOpError::WrongType { .. }), "{err}");
     env.outside_untouched();
     // …or replaced when asked.
@@ -666,11 +649,7 @@ fn copy_never_writes_through_destination_symlinks() {
         env.dest.join("app/sub/file"),
     )
     .unwrap();
-    env.copy(Copy {
-        dir_copy_contents: true,
-        ..cp("/", "/app/")
-    })
-    .unwrap();
+    env.copy(cp_contents("/", "/app/")).unwrap();
     assert!(std::fs::symlink_metadata(env.dest.join("app/sub/file"))
         .unwrap()
         .is_file());
@@ -1348,11 +1327,7 @@ fn a_directorys_contents_copy_onto_the_root() {
     let env = Env::new();
     env.write_src("rootfs/etc/app.conf", "conf\n");
     env.write_src("rootfs/top", "top\n");
-    env.copy(Copy {
-        dir_copy_contents: true,
-        ..cp("/rootfs/", "/")
-    })
-    .unwrap();
+    env.copy(cp_contents("/rootfs/", "/")).unwrap();
     assert_eq!(env.read_dest("etc/app.conf"), "conf\n");
     assert_eq!(env.read_dest("top"), "top\n");
     assert!(!env.dest.join("rootfs").exists());
@@ -1384,10 +1359,7 @@ fn a_copy_into_a_directory_it_creates_shares_files_as_dockerfile_copy_writes_it(
     env.write_src("d/b", "b");
     // A hard link in the source stays one (as BuildKit keeps it), shared or not.
     std::fs::hard_link(env.src.join("d/b"), env.src.join("d/b2")).unwrap();
-    let contents = Copy {
-        dir_copy_contents: true,
-        ..cp("/", "/app")
-    };
+    let contents = cp_contents("/", "/app");
     copy_sharing(&env, contents, false);
     for rel in ["a", "d/b", "d/b2"] {
         let (dest, src) = (env.dest.join("app").join(rel), env.src.join(rel));
@@ -1411,10 +1383,7 @@ fn a_file_copied_into_an_existing_directory_is_shared_only_on_the_mounts_last_us
     // Two names of one file into a directory that existed: one file still.
     env.write_src("hl/h", "h");
     std::fs::hard_link(env.src.join("hl/h"), env.src.join("hl/h2")).unwrap();
-    let contents = Copy {
-        dir_copy_contents: true,
-        ..cp("/hl/", "/etc/")
-    };
+    let contents = cp_contents("/hl/", "/etc/");
     copy_sharing(&env, contents, true);
     for name in ["etc/h", "etc/h2"] {
         assert_eq!(
@@ -1454,12 +1423,7 @@ fn a_copy_shares_files_it_keeps_as_they_are_and_mkfile_never_writes_through() {
             Some(&paths),
         )
     };
-    let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
-    run(FileActionKind::Copy(Copy {
-        dir_copy_contents: true,
-        ..cp("/", "/app/")
-    }))
-    .unwrap();
+    run(FileActionKind::Copy(cp_contents("/", "/app/"))).unwrap();
     for rel in ["d/keep", "d/sub/deep", "top"] {
         assert_eq!(
             ino(&env.dest.join("app").join(rel)),
